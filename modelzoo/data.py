@@ -1,0 +1,51 @@
+"""Bundled sklearn datasets for the zoo (no downloads) and the shared batching rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Flat float32 features (n, width) and int64 class labels (n,)."""
+
+    X: NDArray[np.float32]
+    y: NDArray[np.int64]
+
+    def split(self, test_fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
+        """Shuffle with ``rng`` and split into (train, test)."""
+        order = rng.permutation(len(self.y))
+        cut = len(order) - round(len(order) * test_fraction)
+        tr, te = order[:cut], order[cut:]
+        return Dataset(self.X[tr], self.y[tr]), Dataset(self.X[te], self.y[te])
+
+
+def load_digits_dataset() -> Dataset:
+    """sklearn load_digits: 1797 8x8 images, pixels scaled to [0, 1] (divided by 16)."""
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    return Dataset((raw.data / 16.0).astype(np.float32), raw.target.astype(np.int64))
+
+
+def load_breast_cancer_dataset() -> Dataset:
+    """sklearn load_breast_cancer: 569 x 30 features, standardized; labels 0/1."""
+    from sklearn.datasets import load_breast_cancer
+
+    raw = load_breast_cancer()
+    x = raw.data
+    # Standardised with whole-table statistics: fine for a demo dataset; a
+    # hospital would ship the scaler (mean, std) with the model version.
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    return Dataset(x.astype(np.float32), raw.target.astype(np.int64))
+
+
+def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[NDArray[np.int64]]:
+    """One epoch of index batches: a permutation from ``rng`` cut into ``batch_size`` pieces."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = rng.permutation(n).astype(np.int64)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
