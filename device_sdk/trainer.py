@@ -1,0 +1,317 @@
+"""Local training, evaluation and prediction over ONNX Runtime (the trainer adapter).
+
+The trainer holds the *global* weights of one model. ``train`` starts a fresh ORT
+training session from them (so optimizer state never leaks across rounds),
+returns the update local - global, and leaves the global weights unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import structlog
+from numpy.typing import NDArray
+from onnx import numpy_helper
+
+from device_sdk.artifacts import read_verified_info
+from device_sdk.errors import (
+    ArtifactError,
+    DataError,
+    FeatureError,
+    LabelError,
+    SdkError,
+    TrainingDivergedError,
+    WeightsError,
+)
+from modelzoo import ort_compat
+from modelzoo.artifacts import (
+    CHECKPOINT,
+    EVAL_MODEL,
+    INFERENCE_MODEL,
+    TRAINING_MODEL,
+    ArtifactInfo,
+    optimizer_file,
+)
+from modelzoo.data import shuffled_batches
+from modelzoo.errors import ManifestError
+from modelzoo.params import ParamManifest, flatten, unflatten
+
+log = structlog.get_logger(__name__)
+F32 = NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one local training run, as a task carries them."""
+
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 32
+    learning_rate: float = 0.05
+    optimizer: str = "sgd"
+    clip_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1 when set")
+        if not self.learning_rate > 0:
+            raise ValueError("learning_rate must be > 0")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError("clip_norm must be > 0 when set")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of local training: the update to upload and what it was computed from."""
+
+    update: F32
+    num_examples: int
+    num_steps: int
+    mean_loss: float
+    train_seconds: float
+    update_norm: float
+    clipped: bool
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Loss and accuracy of the global weights on local labelled examples."""
+
+    loss: float
+    accuracy: float
+    num_examples: int
+
+
+@contextlib.contextmanager
+def _ort_errors(what: str) -> Iterator[None]:
+    """Translate ORT's exceptions (RuntimeError and friends) into ArtifactError."""
+    try:
+        yield
+    except SdkError:
+        raise
+    except Exception as exc:  # ORT raises RuntimeError, Fail, InvalidArgument, ...
+        raise ArtifactError(f"{what}: {str(exc).strip()[:300]}") from exc
+
+
+def clip_to_norm(update: F32, bound: float | None) -> tuple[F32, float, bool]:
+    """Scale ``update`` down to L2 norm ``bound``; returns (update, original norm, clipped)."""
+    norm = float(np.linalg.norm(update.astype(np.float64)))
+    if bound is None or norm <= bound:
+        return update, norm, False
+    return (update * np.float32(bound / norm)).astype(np.float32), norm, True
+
+
+class _Session:
+    """One ORT training session (state, module, optimizer) with given weights loaded."""
+
+    def __init__(self, trainer: Trainer, weights: F32, optimizer: str | None) -> None:
+        api = ort_compat.load_training_api()
+        d = trainer.artifact_dir
+        with _ort_errors("cannot load training artifacts"):
+            self.state = api.CheckpointState.load_checkpoint(str(d / CHECKPOINT))
+            self.module = api.Module(str(d / TRAINING_MODEL), self.state, str(d / EVAL_MODEL))
+            self.optimizer = (
+                api.Optimizer(str(d / optimizer_file(optimizer)), self.module)
+                if optimizer is not None
+                else None
+            )
+            # Parameters can only be written once a Module owns the state.
+            for name, value in unflatten(weights, trainer.manifest).items():
+                self.state.parameters[name].data = value
+
+    def weights(self, manifest: ParamManifest) -> F32:
+        """Current parameters of the session as a flat vector."""
+        with _ort_errors("cannot read parameters"):
+            return flatten({n: self.state.parameters[n].data for n in manifest.names}, manifest)
+
+
+class Trainer:
+    """Train, evaluate and predict with one model's ORT artifacts."""
+
+    def __init__(
+        self, artifact_dir: Path, *, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.artifact_dir = Path(artifact_dir)
+        self._clock = clock
+        self._info = read_verified_info(self.artifact_dir)
+        self._log = log.bind(model=self._info.model_name)
+        probe = _Session.__new__(_Session)
+        api = ort_compat.load_training_api()
+        with _ort_errors("cannot load checkpoint"):
+            probe.state = api.CheckpointState.load_checkpoint(str(self.artifact_dir / CHECKPOINT))
+            params = {n: np.asarray(p.data) for n, p in probe.state.parameters}
+        try:
+            self._global = flatten(params, self._info.manifest)
+        except ManifestError as exc:
+            raise ArtifactError(f"checkpoint does not match artifacts.json: {exc}") from exc
+        self._eval_session: _Session | None = None
+        self._inference: ort.InferenceSession | None = None
+
+    @property
+    def info(self) -> ArtifactInfo:
+        """What artifacts.json says about the model."""
+        return self._info
+
+    @property
+    def manifest(self) -> ParamManifest:
+        """Order and shapes of the flat weight vector this model expects."""
+        return self._info.manifest
+
+    def weights(self) -> F32:
+        """A copy of the current global weights (flat float32)."""
+        return self._global.copy()
+
+    def load_weights(self, flat: NDArray[Any], manifest: ParamManifest | None = None) -> None:
+        """Replace the global weights; WeightsError on wrong length, shape or values."""
+        vec = np.asarray(flat)
+        if manifest is not None and manifest != self.manifest:
+            raise WeightsError(
+                f"weights manifest {manifest.to_list()} differs from the model's "
+                f"{self.manifest.to_list()}"
+            )
+        if vec.ndim != 1 or vec.shape[0] != self.manifest.total_size:
+            raise WeightsError(
+                f"weights have shape {vec.shape}, model needs ({self.manifest.total_size},)"
+            )
+        if not np.issubdtype(vec.dtype, np.floating):
+            raise WeightsError(f"weights must be floating point, got {vec.dtype}")
+        if not np.all(np.isfinite(vec)):
+            raise WeightsError("weights contain NaN or inf")
+        self._global = vec.astype(np.float32, copy=True)
+        self._eval_session = None
+        self._inference = None
+
+    def _features(self, x: NDArray[Any]) -> F32:
+        arr = np.asarray(x)
+        width = int(np.prod(self._info.input_shape))
+        if arr.ndim != 2 or arr.shape[1] != width:
+            raise FeatureError(f"features have shape {arr.shape}, model needs (n, {width})")
+        if not np.all(np.isfinite(arr)):
+            raise FeatureError("features contain NaN or inf")
+        return arr.astype(np.float32).reshape((arr.shape[0], *self._info.input_shape))
+
+    def _labels(self, y: NDArray[Any], n: int) -> NDArray[np.int64]:
+        arr = np.asarray(y)
+        if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+            raise LabelError(f"labels must be {n} integers, got {arr.dtype} {arr.shape}")
+        if n and (arr.min() < 0 or arr.max() >= self._info.classes):
+            raise LabelError(f"labels outside [0, {self._info.classes})")
+        return arr.astype(np.int64)
+
+    def train(
+        self, x: NDArray[Any], y: NDArray[Any], config: TrainConfig, rng: np.random.Generator
+    ) -> TrainResult:
+        """Train from the global weights; return the (optionally clipped) update.
+
+        Raises FeatureError/LabelError/DataError on unusable examples,
+        TrainingDivergedError on NaN/inf, ArtifactError if ORT rejects the artifacts.
+        """
+        feats = self._features(x)
+        labels = self._labels(y, feats.shape[0])
+        n = feats.shape[0]
+        if n == 0:
+            raise DataError("no labelled examples to train on")
+        if config.optimizer not in self._info.optimizers:
+            raise ArtifactError(f"artifacts have no optimizer {config.optimizer!r}")
+        started = self._clock()
+        session = _Session(self, self._global, config.optimizer)
+        assert session.optimizer is not None
+        session.optimizer.set_learning_rate(config.learning_rate)
+        session.module.train()
+        seen = np.zeros(n, dtype=bool)
+        loss_sum, steps, examples = 0.0, 0, 0
+        limit = config.max_steps if config.max_steps is not None else float("inf")
+        for _epoch in range(config.epochs):
+            for idx in shuffled_batches(n, config.batch_size, rng):
+                if steps >= limit:
+                    break
+                with _ort_errors("training step failed"):
+                    loss = float(session.module(feats[idx], labels[idx])[0])
+                    if not np.isfinite(loss):
+                        raise TrainingDivergedError(f"loss is {loss} at step {steps}", steps)
+                    session.optimizer.step()
+                    session.module.lazy_reset_grad()
+                steps += 1
+                seen[idx] = True
+                loss_sum += loss * len(idx)
+                examples += len(idx)
+        local = session.weights(self.manifest)
+        if not np.all(np.isfinite(local)):
+            raise TrainingDivergedError(f"weights not finite after {steps} steps", steps)
+        update, norm, clipped = clip_to_norm(local - self._global, config.clip_norm)
+        result = TrainResult(
+            update=update,
+            num_examples=int(seen.sum()),
+            num_steps=steps,
+            mean_loss=loss_sum / examples,
+            train_seconds=self._clock() - started,
+            update_norm=norm,
+            clipped=clipped,
+        )
+        self._log.info(
+            "training.finished",
+            steps=steps,
+            examples=result.num_examples,
+            loss=result.mean_loss,
+            seconds=result.train_seconds,
+            update_norm=norm,
+            clipped=clipped,
+        )
+        return result
+
+    def evaluate(self, x: NDArray[Any], y: NDArray[Any], batch_size: int = 256) -> EvalResult:
+        """Mean cross-entropy loss and accuracy of the global weights via the eval model."""
+        feats = self._features(x)
+        labels = self._labels(y, feats.shape[0])
+        n = feats.shape[0]
+        if n == 0:
+            raise DataError("no labelled examples to evaluate on")
+        if self._eval_session is None:
+            self._eval_session = _Session(self, self._global, None)
+        module = self._eval_session.module
+        loss_sum, correct = 0.0, 0
+        with _ort_errors("evaluation failed"):
+            module.eval()
+            for start in range(0, n, batch_size):
+                xb, yb = feats[start : start + batch_size], labels[start : start + batch_size]
+                loss, logits = module(xb, yb)
+                loss_sum += float(loss) * len(yb)
+                correct += int((np.asarray(logits).argmax(axis=1) == yb).sum())
+        return EvalResult(loss=loss_sum / n, accuracy=correct / n, num_examples=n)
+
+    def _inference_session(self) -> ort.InferenceSession:
+        if self._inference is None:
+            with _ort_errors("cannot load inference model"):
+                model = onnx.load(str(self.artifact_dir / INFERENCE_MODEL))
+                current = unflatten(self._global, self.manifest)
+                for init in model.graph.initializer:
+                    if init.name in current:
+                        init.CopyFrom(numpy_helper.from_array(current[init.name], init.name))
+                self._inference = ort.InferenceSession(
+                    model.SerializeToString(), providers=["CPUExecutionProvider"]
+                )
+        return self._inference
+
+    def predict_proba(self, x: NDArray[Any]) -> F32:
+        """Class probabilities (n, classes) from the global weights, plain ORT inference."""
+        feats = self._features(x)
+        session = self._inference_session()
+        with _ort_errors("inference failed"):
+            (logits,) = session.run(None, {session.get_inputs()[0].name: feats})
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(shifted)
+        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def predict(self, x: NDArray[Any]) -> NDArray[np.int64]:
+        """Predicted class of every row of ``x``."""
+        return self.predict_proba(x).argmax(axis=1).astype(np.int64)
