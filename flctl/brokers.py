@@ -143,6 +143,7 @@ def ensure_kafka_jars(
         mvn,
         "-B",
         "-ntp",
+        "-Dstyle.color=never",
         "-f",
         str(KAFKA_POM),
         "dependency:copy-dependencies",
@@ -153,7 +154,8 @@ def ensure_kafka_jars(
     assert proc.stdout is not None
     tail: list[str] = []
     for line in proc.stdout:
-        progress("  mvn: " + line.rstrip())
+        if "Copying " not in line:  # one line per jar is noise; the summary follows
+            progress("  mvn: " + line.rstrip())
         tail = [*tail[-19:], line.rstrip()]
     if proc.wait() != 0:
         raise BrokerError(
