@@ -1,0 +1,292 @@
+"""Split large encoded messages into bounded chunks and put them back together.
+
+A payload (normally the Arrow IPC encoding of a ``ModelUpdate`` or
+``ModelVersion``) is cut into ``total`` pieces of ``chunk_size`` bytes (the last
+one shorter); every chunk carries the xxh3_128 digest of the whole payload. The
+receiver preallocates one buffer of ``total_bytes`` and writes each piece at
+``seq * chunk_size``: duplicates and reordering are harmless, and the payload is
+held exactly once. Time is passed in (``now_ms``); there is no clock here.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import xxhash
+
+from schemas.chunk import DIGEST_BYTES, Chunk
+from schemas.codec import MESSAGE_TYPES, decode, encode, encode_parts
+from schemas.errors import (
+    ChunkError,
+    DigestMismatchError,
+    InconsistentChunkError,
+    UnknownMessageError,
+    UnknownStreamError,
+)
+
+M = TypeVar("M")
+
+DEFAULT_MAX_CHUNK_BYTES = 512 * 1024
+"""Default bound on one encoded ``Chunk`` message, Arrow framing included."""
+
+DEFAULT_TIMEOUT_MS = 10 * 60 * 1000
+DEFAULT_MAX_PAYLOAD_BYTES = 2**31 - 1
+
+_overhead_cache: dict[tuple[int, int], int] = {}
+
+
+def digest(data: bytes | bytearray | memoryview) -> bytes:
+    """xxh3_128 of ``data``, 16 bytes, canonical (big-endian) form."""
+    return xxhash.xxh3_128_digest(data)
+
+
+def chunk_overhead(stream_id: str, kind: str) -> int:
+    """Encoded size of a Chunk beyond its payload bytes (plus 8 for payload padding)."""
+    key = (len(stream_id.encode()), len(kind.encode()))
+    size = _overhead_cache.get(key)
+    if size is None:
+        probe = Chunk(stream_id, kind, 0, 1, 0, 1, bytes(DIGEST_BYTES), b"")
+        size = len(encode(probe)) + 8
+        _overhead_cache[key] = size
+    return size
+
+
+def payload_per_chunk(stream_id: str, kind: str, max_chunk_bytes: int) -> int:
+    """Largest payload slice whose encoded Chunk stays within ``max_chunk_bytes``."""
+    room = max_chunk_bytes - chunk_overhead(stream_id, kind)
+    room -= room % 8  # keep chunk offsets 8-byte aligned in the reassembled buffer
+    if room < 8:
+        raise ValueError(f"max_chunk_bytes={max_chunk_bytes} leaves no room for a payload")
+    return room
+
+
+def _split_parts(
+    parts: Sequence[Any], stream_id: str, kind: str, max_chunk_bytes: int
+) -> Iterator[Chunk]:
+    views = [memoryview(p).cast("B") for p in parts]
+    views = [v for v in views if len(v)]
+    hasher = xxhash.xxh3_128()
+    for v in views:
+        hasher.update(v)
+    dig = hasher.digest()
+    total_bytes = sum(len(v) for v in views)
+    size = payload_per_chunk(stream_id, kind, max_chunk_bytes)
+    total = max(1, -(-total_bytes // size))
+    part, pos = 0, 0  # index of the current view, offset inside it
+    for seq in range(total):
+        want = min(size, total_bytes - seq * size)
+        pieces: list[memoryview] = []
+        while want:
+            v = views[part]
+            take = min(want, len(v) - pos)
+            pieces.append(v[pos : pos + take])
+            want -= take
+            pos += take
+            if pos == len(v):
+                part, pos = part + 1, 0
+        payload: bytes | memoryview = (
+            pieces[0] if len(pieces) == 1 else b"".join(pieces) if pieces else b""
+        )
+        yield Chunk(stream_id, kind, seq, total, total_bytes, size, dig, payload)
+
+
+def split(
+    payload: bytes | bytearray | memoryview,
+    *,
+    stream_id: str,
+    kind: str,
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+) -> Iterator[Chunk]:
+    """Cut ``payload`` into Chunks whose encoding is at most ``max_chunk_bytes`` each.
+
+    Chunk payloads are views of ``payload`` (no copy until each Chunk is encoded).
+    """
+    return _split_parts([payload], stream_id, kind, max_chunk_bytes)
+
+
+def encode_chunked(
+    msg: Any, stream_id: str, max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES
+) -> list[bytes]:
+    """Encode ``msg`` and split it into encoded Chunk messages (tensor data copied once)."""
+    kind = type(msg).__name__
+    return [encode(c) for c in _split_parts(encode_parts(msg), stream_id, kind, max_chunk_bytes)]
+
+
+@dataclass(slots=True)
+class _Stream:
+    kind: str
+    total: int
+    total_bytes: int
+    chunk_size: int
+    digest: bytes
+    buf: bytearray
+    seen: bytearray  # one flag per seq
+    received: int
+    last_ms: int
+
+
+class Reassembler:
+    """Collect chunks of many streams; hand back each payload once, verified.
+
+    A stream with no new chunk for ``timeout_ms`` is dropped by :meth:`expire`;
+    later chunks of it raise UnknownStreamError. Late duplicates of a completed
+    stream are ignored. Neither memory is unbounded: the last ``remember`` ids of
+    each are kept.
+    """
+
+    def __init__(
+        self,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        remember: int = 4096,
+    ) -> None:
+        self.timeout_ms = timeout_ms
+        self.max_payload_bytes = max_payload_bytes
+        self._remember = remember
+        self._streams: dict[str, _Stream] = {}
+        self._completed: OrderedDict[str, None] = OrderedDict()
+        self._expired: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, chunk: Chunk, now_ms: int) -> bytearray | None:
+        """Accept one chunk; return the whole payload when this chunk completes it.
+
+        The returned bytearray is the reassembly buffer itself (no final copy).
+        Raises InconsistentChunkError, DigestMismatchError, UnknownStreamError.
+        """
+        sid = chunk.stream_id
+        st = self._streams.get(sid)
+        if st is None:
+            if sid in self._completed:
+                return None
+            if sid in self._expired:
+                raise UnknownStreamError(
+                    f"stream {sid!r} expired (no chunk for {self.timeout_ms} ms); "
+                    f"chunk {chunk.seq} dropped"
+                )
+            st = self._open(chunk, now_ms)
+        else:
+            self._check_same(st, chunk)
+        st.last_ms = now_ms
+        if st.seen[chunk.seq]:
+            return None
+        start = chunk.seq * st.chunk_size
+        st.buf[start : start + len(chunk.payload)] = chunk.payload
+        st.seen[chunk.seq] = 1
+        st.received += 1
+        if st.received < st.total:
+            return None
+        del self._streams[sid]
+        if digest(st.buf) != st.digest:
+            raise DigestMismatchError(
+                f"stream {sid!r}: digest of {st.total_bytes} reassembled bytes does not match"
+            )
+        self._note(self._completed, sid)
+        return st.buf
+
+    def _open(self, chunk: Chunk, now_ms: int) -> _Stream:
+        if chunk.total_bytes > self.max_payload_bytes:
+            raise ChunkError(
+                f"stream {chunk.stream_id!r}: {chunk.total_bytes} bytes exceed the "
+                f"{self.max_payload_bytes} byte limit"
+            )
+        st = _Stream(
+            chunk.kind,
+            chunk.total,
+            chunk.total_bytes,
+            chunk.chunk_size,
+            bytes(chunk.digest),
+            bytearray(chunk.total_bytes),
+            bytearray(chunk.total),
+            0,
+            now_ms,
+        )
+        self._streams[chunk.stream_id] = st
+        return st
+
+    @staticmethod
+    def _check_same(st: _Stream, chunk: Chunk) -> None:
+        for name in ("kind", "total", "total_bytes", "chunk_size", "digest"):
+            have, got = getattr(st, name), getattr(chunk, name)
+            if have != got:
+                raise InconsistentChunkError(
+                    f"stream {chunk.stream_id!r} chunk {chunk.seq}: {name} {got!r} "
+                    f"differs from earlier chunks ({have!r})"
+                )
+
+    def _note(self, memory: OrderedDict[str, None], sid: str) -> None:
+        memory[sid] = None
+        memory.move_to_end(sid)
+        while len(memory) > self._remember:
+            memory.popitem(last=False)
+
+    def expire(self, now_ms: int) -> list[str]:
+        """Forget incomplete streams idle for ``timeout_ms`` or more; return their ids."""
+        gone = [s for s, st in self._streams.items() if now_ms - st.last_ms >= self.timeout_ms]
+        for sid in gone:
+            del self._streams[sid]
+            self._note(self._expired, sid)
+        return gone
+
+    def missing(self, stream_id: str) -> list[int]:
+        """Sequence numbers not yet received for an open stream."""
+        st = self._streams.get(stream_id)
+        if st is None:
+            raise UnknownStreamError(f"no open stream {stream_id!r}")
+        return [i for i, f in enumerate(st.seen) if not f]
+
+    @property
+    def pending(self) -> list[str]:
+        """Ids of incomplete streams held now."""
+        return list(self._streams)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes preallocated for incomplete streams."""
+        return sum(st.total_bytes for st in self._streams.values())
+
+
+class ChunkedReceiver:
+    """Decode encoded Chunk messages, reassemble, and decode each completed message."""
+
+    def __init__(self, timeout_ms: int = DEFAULT_TIMEOUT_MS, **kwargs: Any) -> None:
+        self.reassembler = Reassembler(timeout_ms, **kwargs)
+
+    def add(self, data: bytes | bytearray | memoryview, now_ms: int) -> Any | None:
+        """Feed one encoded Chunk; return the decoded message when its stream completes."""
+        chunk = decode(data, Chunk)
+        if chunk.kind not in MESSAGE_TYPES:
+            raise UnknownMessageError(f"chunk of unknown message type {chunk.kind!r}")
+        payload = self.reassembler.add(chunk, now_ms)
+        if payload is None:
+            return None
+        msg = decode(payload, MESSAGE_TYPES[chunk.kind])
+        return msg
+
+    def expire(self, now_ms: int) -> list[str]:
+        """Forget incomplete streams idle past the timeout; return their ids."""
+        return self.reassembler.expire(now_ms)
+
+
+def decode_chunked(
+    chunks: Iterable[bytes | bytearray | memoryview], expect: type[M] | None = None
+) -> M:
+    """Reassemble and decode one message from all its encoded chunks (any order)."""
+    rx = Reassembler(timeout_ms=2**62)
+    kind: str | None = None
+    for data in chunks:
+        chunk = decode(data, Chunk)
+        kind = chunk.kind
+        payload = rx.add(chunk, 0)
+        if payload is not None:
+            cls = MESSAGE_TYPES.get(kind)
+            if cls is None:
+                raise UnknownMessageError(f"chunk of unknown message type {kind!r}")
+            return decode(payload, expect or cls)
+    pending = rx.pending
+    if not pending:
+        raise ChunkError("no chunks given")
+    raise ChunkError(f"stream {pending[0]!r} incomplete: missing seqs {rx.missing(pending[0])}")
