@@ -25,7 +25,7 @@ State is immutable: ``step`` takes a ``ServerOptState`` and returns a new one;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -63,7 +63,10 @@ class ServerOptState:
 class ServerOptimizer(Protocol):
     """Applies one round's mean client delta to the server weights."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Registry name, e.g. ``"fedadam"``."""
+        ...
 
     def step(
         self, params: np.ndarray, mean_delta: np.ndarray, state: ServerOptState
@@ -96,7 +99,7 @@ class FedAvg:
     """FedAvg with a server learning rate: ``x += eta * mean_delta``; stateless."""
 
     eta: float = 1.0
-    name: str = "fedavg"
+    name: ClassVar[str] = "fedavg"
 
     def step(
         self, params: np.ndarray, mean_delta: np.ndarray, state: ServerOptState
@@ -113,7 +116,7 @@ class _Adaptive:
     beta1: float = 0.9
     beta2: float = 0.99
     tau: float = 1e-3
-    name: str = ""
+    name: ClassVar[str] = ""
 
     def _second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -139,30 +142,33 @@ class FedAdagrad(_Adaptive):
     """FedAdagrad: v accumulates squared deltas."""
 
     eta: float = 0.1
-    name: str = "fedadagrad"
+    name: ClassVar[str] = "fedadagrad"
 
     def _second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
-        return v + d2
+        out: np.ndarray = v + d2
+        return out
 
 
 @dataclass(frozen=True)
 class FedAdam(_Adaptive):
     """FedAdam: v is an exponential moving average of squared deltas."""
 
-    name: str = "fedadam"
+    name: ClassVar[str] = "fedadam"
 
     def _second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
-        return self.beta2 * v + (1.0 - self.beta2) * d2
+        out: np.ndarray = self.beta2 * v + (1.0 - self.beta2) * d2
+        return out
 
 
 @dataclass(frozen=True)
 class FedYogi(_Adaptive):
     """FedYogi: v moves additively toward squared deltas, so it grows less abruptly."""
 
-    name: str = "fedyogi"
+    name: ClassVar[str] = "fedyogi"
 
     def _second_moment(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
-        return v - (1.0 - self.beta2) * d2 * np.sign(v - d2)
+        out: np.ndarray = v - (1.0 - self.beta2) * d2 * np.sign(v - d2)
+        return out
 
 
 _FACTORIES: dict[str, type[FedAvg] | type[_Adaptive]] = {
@@ -192,4 +198,5 @@ def make_server_optimizer(name: str, **hparams: float) -> ServerOptimizer:
         ok = value > 0 if hp in {"eta", "tau"} else 0 <= value < 1
         if not ok:
             raise ConfigError(f"{key}: {hp}={value} out of range")
-    return cls(**hparams)  # type: ignore[arg-type]
+    optimizer: ServerOptimizer = cls(**hparams)
+    return optimizer
