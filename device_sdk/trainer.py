@@ -119,7 +119,12 @@ class _Session:
         d = trainer.artifact_dir
         with _ort_errors("cannot load training artifacts"):
             self.state = api.CheckpointState.load_checkpoint(str(d / CHECKPOINT))
-            self.module = api.Module(str(d / TRAINING_MODEL), self.state, str(d / EVAL_MODEL))
+            self.module = api.Module(
+                str(d / TRAINING_MODEL),
+                self.state,
+                str(d / EVAL_MODEL),
+                session_options=trainer.session_options(),
+            )
             self.optimizer = (
                 api.Optimizer(str(d / optimizer_file(optimizer)), self.module)
                 if optimizer is not None
@@ -139,9 +144,15 @@ class Trainer:
     """Train, evaluate and predict with one model's ORT artifacts."""
 
     def __init__(
-        self, artifact_dir: Path, *, clock: Callable[[], float] = time.perf_counter
+        self,
+        artifact_dir: Path,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        threads: int | None = None,
     ) -> None:
+        """Open verified artifacts; ``threads`` caps ORT intra-op threads (None: ORT default)."""
         self.artifact_dir = Path(artifact_dir)
+        self._threads = threads
         self._clock = clock
         self._info = read_verified_info(self.artifact_dir)
         self._log = log.bind(model=self._info.model_name)
@@ -156,6 +167,14 @@ class Trainer:
             raise ArtifactError(f"checkpoint does not match artifacts.json: {exc}") from exc
         self._eval_session: _Session | None = None
         self._inference: ort.InferenceSession | None = None
+
+    def session_options(self) -> ort.SessionOptions:
+        """ORT session options for every session this trainer opens."""
+        options = ort.SessionOptions()
+        if self._threads is not None:
+            options.intra_op_num_threads = self._threads
+            options.inter_op_num_threads = 1
+        return options
 
     @property
     def info(self) -> ArtifactInfo:
@@ -298,7 +317,9 @@ class Trainer:
                     if init.name in current:
                         init.CopyFrom(numpy_helper.from_array(current[init.name], init.name))
                 self._inference = ort.InferenceSession(
-                    model.SerializeToString(), providers=["CPUExecutionProvider"]
+                    model.SerializeToString(),
+                    sess_options=self.session_options(),
+                    providers=["CPUExecutionProvider"],
                 )
         return self._inference
 
