@@ -328,11 +328,13 @@ class Trainer:
         feats = self._features(x)
         session = self._inference_session()
         with _ort_errors("inference failed"):
-            (logits,) = session.run(None, {session.get_inputs()[0].name: feats})
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(shifted)
-        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+            (raw,) = session.run(None, {session.get_inputs()[0].name: feats})
+        logits = np.asarray(raw, dtype=np.float64)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        result: F32 = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+        return result
 
     def predict(self, x: NDArray[Any]) -> NDArray[np.int64]:
         """Predicted class of every row of ``x``."""
-        return self.predict_proba(x).argmax(axis=1).astype(np.int64)
+        classes: NDArray[np.int64] = self.predict_proba(x).argmax(axis=1).astype(np.int64)
+        return classes

@@ -23,7 +23,8 @@ OPSET = 17
 
 
 def _he_normal(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    scaled: np.ndarray = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+    return scaled.astype(np.float32)
 
 
 def _model(

@@ -8,9 +8,9 @@ depend on ``schemas/``; an adapter maps to ``schemas.Tensors``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,12 +62,12 @@ class ParamManifest:
         return [[e.name, list(e.shape)] for e in self.entries]
 
     @classmethod
-    def from_list(cls, raw: Iterable[Iterable[object]]) -> ParamManifest:
-        """Inverse of ``to_list``."""
+    def from_list(cls, raw: Iterable[Sequence[Any]]) -> ParamManifest:
+        """Inverse of ``to_list``; ValueError/TypeError on malformed input."""
         pairs: list[tuple[str, list[int]]] = []
         for item in raw:
-            name, shape = list(item)
-            pairs.append((str(name), [int(d) for d in shape]))  # type: ignore[call-overload]
+            name, shape = item
+            pairs.append((str(name), [int(d) for d in shape]))
         return cls.of(pairs)
 
 
