@@ -156,11 +156,10 @@ class Trainer:
         self._clock = clock
         self._info = read_verified_info(self.artifact_dir)
         self._log = log.bind(model=self._info.model_name)
-        probe = _Session.__new__(_Session)
         api = ort_compat.load_training_api()
         with _ort_errors("cannot load checkpoint"):
-            probe.state = api.CheckpointState.load_checkpoint(str(self.artifact_dir / CHECKPOINT))
-            params = {n: np.asarray(p.data) for n, p in probe.state.parameters}
+            state = api.CheckpointState.load_checkpoint(str(self.artifact_dir / CHECKPOINT))
+            params = {n: np.asarray(p.data) for n, p in state.parameters}
         try:
             self._global = flatten(params, self._info.manifest)
         except ManifestError as exc:
