@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from device_sdk.errors import (
     TrainingDivergedError,
     WeightsError,
 )
+from device_sdk.training import EvalResult, TrainConfig, TrainResult, clip_to_norm
 from modelzoo import ort_compat
 from modelzoo.artifacts import (
     CHECKPOINT,
@@ -44,52 +44,10 @@ from modelzoo.data import shuffled_batches
 from modelzoo.errors import ManifestError
 from modelzoo.params import ParamManifest, flatten, unflatten
 
+__all__ = ["EvalResult", "TrainConfig", "TrainResult", "Trainer", "clip_to_norm"]
+
 log = structlog.get_logger(__name__)
 F32 = NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of one local training run, as a task carries them."""
-
-    epochs: int = 1
-    max_steps: int | None = None
-    batch_size: int = 32
-    learning_rate: float = 0.05
-    optimizer: str = "sgd"
-    clip_norm: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError("max_steps must be >= 1 when set")
-        if not self.learning_rate > 0:
-            raise ValueError("learning_rate must be > 0")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ValueError("clip_norm must be > 0 when set")
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Outcome of local training: the update to upload and what it was computed from."""
-
-    update: F32
-    num_examples: int
-    num_steps: int
-    mean_loss: float
-    train_seconds: float
-    update_norm: float
-    clipped: bool
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """Loss and accuracy of the global weights on local labelled examples."""
-
-    loss: float
-    accuracy: float
-    num_examples: int
 
 
 @contextlib.contextmanager
@@ -101,14 +59,6 @@ def _ort_errors(what: str) -> Iterator[None]:
         raise
     except Exception as exc:  # ORT raises RuntimeError, Fail, InvalidArgument, ...
         raise ArtifactError(f"{what}: {str(exc).strip()[:300]}") from exc
-
-
-def clip_to_norm(update: F32, bound: float | None) -> tuple[F32, float, bool]:
-    """Scale ``update`` down to L2 norm ``bound``; returns (update, original norm, clipped)."""
-    norm = float(np.linalg.norm(update.astype(np.float64)))
-    if bound is None or norm <= bound:
-        return update, norm, False
-    return (update * np.float32(bound / norm)).astype(np.float32), norm, True
 
 
 class _Session:
