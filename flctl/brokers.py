@@ -393,14 +393,25 @@ class _Broker:
     def wait(self, deadline: float) -> None:
         """Block until the broker answers; raise BrokerStartFailed on death or timeout."""
         while time.monotonic() < deadline:
-            if self.answers():
+            # Liveness after the probe: a foreign broker that took the port answers too.
+            if self.answers() and self.running_pid() is not None:
                 return
             if self.running_pid() is None:
-                raise BrokerStartFailed(f"{self.name} exited during start-up; {self._log_tail()}")
+                raise BrokerStartFailed(
+                    f"{self.name} exited during start-up ({self._why_not_running()}); "
+                    f"{self._log_tail()}"
+                )
             time.sleep(0.2)
         raise BrokerStartFailed(
             f"{self.name} did not answer on port {self.port} in time; {self._log_tail()}"
         )
+
+    def _why_not_running(self) -> str:
+        try:
+            pid = int(json.loads(self.state_file.read_text())["pid"])
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            return f"no valid {self.state_file.name}: {exc!r}"
+        return f"pid {pid}: {_cmdline(pid)!r}"
 
     def _log_tail(self, lines: int = 15) -> str:
         try:
@@ -602,7 +613,10 @@ class _Kafka(_Broker):
 
 def _kafka_cluster_id() -> str:
     """A random Kafka cluster id: 16 random bytes, base64url without padding."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+    while True:  # a leading "-" would read as an option to the storage tool
+        cluster_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class LocalBrokers:
