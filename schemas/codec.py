@@ -15,6 +15,7 @@ import pyarrow as pa
 
 # Importing the families registers them.
 from schemas import (  # noqa: F401
+    _ipc,
     audit,
     checkin,
     chunk,
@@ -47,6 +48,12 @@ M = TypeVar("M")
 
 MESSAGE_TYPES: dict[str, type[Any]] = dict(REGISTRY)
 """Every message type, by the name carried in the ``fl.type`` schema metadata."""
+
+# Exact schema-message bytes our writer emits -> class: the fast reader's key.
+_SCHEMA_BYTES: dict[type[Any], bytes] = {
+    cls: _ipc.schema_message(cls.ARROW_SCHEMA) for cls in MESSAGE_TYPES.values()
+}
+_CLASS_BY_SCHEMA_BYTES: dict[bytes, type[Any]] = {b: c for c, b in _SCHEMA_BYTES.items()}
 
 _NAMES_T, _SHAPES_T, _DATA_T = (f.type for f in TENSOR_FIELDS)
 _INT32_MAX = 2**31 - 1
@@ -116,11 +123,25 @@ def encode_parts(msg: Any) -> list[Any]:
     Large buffers (tensor data, chunk payloads) are views of the message, not
     copies, so a caller can gather them straight into their destination.
     """
+    cls = type(msg)
+    schema_bytes = _SCHEMA_BYTES.get(cls)
+    if schema_bytes is None:
+        raise UnknownMessageError(f"{cls.__name__} is not a registered message type")
+    if any(
+        kind is Tensors and getattr(msg, name).flat.shape[0] > _INT32_MAX
+        for name, kind in cls.FIELD_KINDS
+    ):
+        raise ValidationError("tensors", "more than 2**31-1 floats in one message", cls.__name__)
+    return _ipc.write_parts(schema_bytes, cls.FIELD_KINDS, msg)
+
+
+def encode_with_pyarrow(msg: Any) -> bytes:
+    """Encode through pyarrow's own IPC writer (reference path, slower for small messages)."""
     batch = to_record_batch(msg)
     sink = _Sink()
     with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), batch.schema) as writer:
         writer.write_batch(batch)
-    return sink.parts
+    return b"".join(sink.parts)
 
 
 def encode(msg: Any) -> bytes:
@@ -226,6 +247,12 @@ def from_record_batch(batch: pa.RecordBatch, expect: type[M] | None = None) -> M
             kwargs[name] = tuple(scalar.as_py())
         else:
             kwargs[name] = scalar.as_py()
+    return _build(cls, kwargs, None)
+
+
+def _build(cls: type[Any], kwargs: dict[str, Any], expect: type[M] | None) -> M:
+    if expect is not None and cls is not expect:
+        raise UnknownMessageError(f"expected {expect.__name__}, got {cls.__name__}")
     try:
         return typing.cast(M, cls(**kwargs))
     except SchemaError:
@@ -239,4 +266,7 @@ def decode(data: bytes | bytearray | memoryview, expect: type[M] | None = None) 
 
     Raises DecodeError, UnknownMessageError, SchemaVersionError or ValidationError.
     """
+    fast = _ipc.read(data, _CLASS_BY_SCHEMA_BYTES)
+    if fast is not None:
+        return _build(fast[0], fast[1], expect)
     return from_record_batch(_read_batch(data), expect)

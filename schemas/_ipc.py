@@ -1,0 +1,341 @@
+"""A small, fast Arrow IPC stream writer/reader for our one-row messages.
+
+pyarrow's per-call overhead (~5-10 us per array, writer and reader object)
+dominates small messages such as chunks, so the codec writes and reads the
+stream bytes directly for the few types our schemas use. The output is standard
+Arrow IPC (the tests read it back with pyarrow); on input, anything that is not
+exactly one of our registered schemas goes to pyarrow (``read`` returns None).
+"""
+
+from __future__ import annotations
+
+import struct
+import typing
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.tensors import Tensors, TensorSpec
+
+_CONT = b"\xff\xff\xff\xff"
+EOS = _CONT + b"\x00\x00\x00\x00"
+_BIG = 4096  # buffers at least this large are passed on as views, not copied
+_PAD = (b"", b"\0" * 7, b"\0" * 6, b"\0" * 5, b"\0" * 4, b"\0" * 3, b"\0" * 2, b"\0")
+_I32 = struct.Struct("<i")
+_U32 = struct.Struct("<I")
+_H = struct.Struct("<H")
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+_OFF2 = struct.Struct("<ii")
+# Fixed head of a RecordBatch Message flatbuffer (see _batch_meta for the layout).
+_HEAD = struct.Struct("<I6HiIqhBxxxxx5Hxxi2Iq")
+
+
+class _Bad(Exception):
+    """Not our layout: let pyarrow read it (and raise the precise error)."""
+
+
+def _pad8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+# ----------------------------------------------------------------- writing
+
+
+class _Body:
+    """Body buffers (8-byte aligned), their (offset, length) list and field nodes."""
+
+    __slots__ = ("bufs", "nodes", "parts", "pos", "small")
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+        self.small = bytearray()
+        self.pos = 0
+        self.bufs: list[int] = []
+        self.nodes: list[int] = []
+
+    def buf(self, data: Any, n: int) -> None:
+        self.bufs += (self.pos, n)
+        if n >= _BIG:
+            if self.small:
+                self.parts.append(bytes(self.small))
+                self.small = bytearray()
+            self.parts.append(data)
+        else:
+            self.small += data
+        self.small += _PAD[n & 7]
+        self.pos += _pad8(n)
+
+    def prim(self, length: int, data: Any, n: int) -> None:
+        """A non-null primitive/offsets node: empty validity buffer, one data buffer."""
+        self.nodes += (length, 0)
+        self.bufs += (self.pos, 0)
+        self.buf(data, n)
+
+    def var(self, length: int, offsets: list[int], data: Any) -> None:
+        """A non-null string/binary or list node: validity, offsets (, data)."""
+        self.nodes += (length, 0)
+        self.bufs += (self.pos, 0)
+        self.buf(struct.pack(f"<{len(offsets)}i", *offsets), 4 * len(offsets))
+        if data is not None:
+            self.buf(data, len(data))
+
+
+def _cumsum(lengths: list[int]) -> list[int]:
+    out = [0]
+    for n in lengths:
+        out.append(out[-1] + n)
+    return out
+
+
+def _put_strings(body: _Body, items: list[bytes]) -> None:
+    """list<string> with one row."""
+    body.var(1, [0, len(items)], None)
+    body.var(len(items), _cumsum([len(s) for s in items]), b"".join(items))
+
+
+def _put(body: _Body, kind: Any, v: Any) -> None:
+    if kind is str:
+        b = v.encode()
+        body.var(1, [0, len(b)], b)
+    elif kind is bytes:
+        body.var(1, [0, len(v)], v)
+    elif kind is int:
+        body.prim(1, _I64.pack(v), 8)
+    elif kind is float:
+        body.prim(1, _F64.pack(v), 8)
+    elif kind is bool:
+        body.prim(1, b"\x01" if v else b"\x00", 1)
+    elif kind is Tensors:
+        _put_strings(body, [s.name.encode() for s in v.manifest])
+        shapes = [s.shape for s in v.manifest]
+        dims = [d for s in shapes for d in s]
+        body.var(1, [0, len(shapes)], None)
+        body.var(len(shapes), _cumsum([len(s) for s in shapes]), None)
+        body.prim(len(dims), struct.pack(f"<{len(dims)}q", *dims), 8 * len(dims))
+        flat = np.ascontiguousarray(v.flat)
+        n = int(flat.shape[0])
+        body.var(1, [0, n], None)
+        body.prim(n, memoryview(flat).cast("B"), 4 * n)
+    else:
+        item = typing.get_args(kind)[0]
+        if item is str:
+            _put_strings(body, [s.encode() for s in v])
+        else:
+            code = "q" if item is int else "d"
+            body.var(1, [0, len(v)], None)
+            body.prim(len(v), struct.pack(f"<{len(v)}{code}", *v), 8 * len(v))
+
+
+def _batch_meta(nodes: list[int], bufs: list[int], body_len: int) -> bytes:
+    """Flatbuffer ``Message{version: V5, header: RecordBatch{length: 1, nodes, buffers}}``.
+
+    Layout: root offset @0; Message vtable @4; Message table @16 (header offset
+    @20, bodyLength @24, version @32, header_type @34); RecordBatch vtable @40;
+    RecordBatch table @52 (nodes offset @56, buffers offset @60, length @64);
+    nodes vector count @76, structs @80; buffers vector right after.
+    """
+    nn, nb = len(nodes) // 2, len(bufs) // 2
+    count_pos = 80 + 16 * nn + 4
+    size = _pad8(count_pos + 4 + 16 * nb)
+    out = bytearray(size)
+    _HEAD.pack_into(
+        out, 0,
+        16, 12, 24, 16, 18, 4, 8,  # root; Message vtable
+        12, 32, body_len, 4, 3,  # Message table: soffset, header, bodyLength, V5, RecordBatch
+        10, 20, 12, 4, 8,  # RecordBatch vtable
+        12, 20, count_pos - 60, 1,  # RecordBatch table: soffset, nodes, buffers, length
+    )  # fmt: skip
+    _U32.pack_into(out, 76, nn)
+    struct.pack_into(f"<{2 * nn}q", out, 80, *nodes)
+    _U32.pack_into(out, count_pos, nb)
+    struct.pack_into(f"<{2 * nb}q", out, count_pos + 4, *bufs)
+    return bytes(out)
+
+
+def write_parts(schema_bytes: bytes, kinds: tuple[tuple[str, Any], ...], msg: Any) -> list[Any]:
+    """IPC stream of ``msg`` as buffers to concatenate; large buffers are views."""
+    body = _Body()
+    for name, kind in kinds:
+        _put(body, kind, getattr(msg, name))
+    meta = _batch_meta(body.nodes, body.bufs, body.pos)
+    head = b"".join((schema_bytes, _CONT, _I32.pack(len(meta)), meta))
+    return [head, *body.parts, bytes(body.small) + EOS]
+
+
+def schema_message(schema: pa.Schema) -> bytes:
+    """The schema message exactly as pyarrow's stream writer frames it."""
+    sink = pa.BufferOutputStream()
+    pa.ipc.new_stream(sink, schema).close()
+    data = sink.getvalue().to_pybytes()
+    assert data.endswith(EOS)
+    return data[: -len(EOS)]
+
+
+# ----------------------------------------------------------------- reading
+
+
+class _Reader:
+    __slots__ = ("blen", "body", "bufs", "data", "mv", "nodes")
+
+    def __init__(self, data: Any, mv: memoryview, body: int, blen: int, nodes: Any, bufs: Any):
+        self.data, self.mv, self.body, self.blen = data, mv, body, blen
+        self.nodes = iter(nodes)
+        self.bufs = iter(bufs)
+
+    def node(self) -> int:
+        length = next(self.nodes)
+        if next(self.nodes):  # null_count
+            raise _Bad
+        return length
+
+    def buf(self) -> tuple[int, int]:
+        off, n = next(self.bufs), next(self.bufs)
+        if off < 0 or n < 0 or off + n > self.blen:
+            raise _Bad
+        return self.body + off, n
+
+    def offsets(self, count: int) -> tuple[int, ...]:
+        self.buf()  # validity: absent, nulls already excluded
+        pos, n = self.buf()
+        if n < 4 * (count + 1):
+            raise _Bad
+        return struct.unpack_from(f"<{count + 1}i", self.mv, pos)
+
+    def var1(self) -> tuple[int, int]:
+        """(position, length) of the single value of a string/binary node."""
+        if self.node() != 1:
+            raise _Bad
+        a, b = self.offsets(1)
+        pos, n = self.buf()
+        if not 0 <= a <= b <= n:
+            raise _Bad
+        return pos + a, b - a
+
+    def list1(self) -> tuple[int, int]:
+        """(start, count) of the single row of a list node."""
+        if self.node() != 1:
+            raise _Bad
+        a, b = self.offsets(1)
+        if not 0 <= a <= b:
+            raise _Bad
+        return a, b - a
+
+    def prim(self, fmt: str, start: int, count: int) -> tuple[Any, ...]:
+        if self.node() < start + count:
+            raise _Bad
+        self.buf()
+        pos, n = self.buf()
+        size = struct.calcsize(fmt)
+        if n < size * (start + count):
+            raise _Bad
+        return struct.unpack_from(f"<{count}{fmt}", self.mv, pos + size * start)
+
+    def strings(self) -> list[str]:
+        start, count = self.list1()
+        if self.node() < start + count:
+            raise _Bad
+        offs = self.offsets(start + count)[start:]
+        pos, n = self.buf()
+        if offs and not 0 <= offs[0] <= offs[-1] <= n:
+            raise _Bad
+        return [bytes(self.mv[pos + a : pos + b]).decode() for a, b in zip(offs, offs[1:])]
+
+
+def _get(r: _Reader, kind: Any, view: bool) -> Any:
+    if kind is str:
+        pos, n = r.var1()
+        return bytes(r.mv[pos : pos + n]).decode()
+    if kind is bytes:
+        pos, n = r.var1()
+        return r.mv[pos : pos + n] if view else bytes(r.mv[pos : pos + n])
+    if kind is int or kind is float or kind is bool:
+        if r.node() != 1:
+            raise _Bad
+        r.buf()
+        pos, n = r.buf()
+        if kind is bool:
+            if n < 1:
+                raise _Bad
+            return bool(r.mv[pos] & 1)
+        if n < 8:
+            raise _Bad
+        return (_I64 if kind is int else _F64).unpack_from(r.mv, pos)[0]
+    if kind is Tensors:
+        names = r.strings()
+        start, count = r.list1()
+        if r.node() < start + count:
+            raise _Bad
+        offs = r.offsets(start + count)[start:]
+        dims = r.prim("q", offs[0], offs[-1] - offs[0]) if count else ()
+        base = offs[0] if count else 0
+        shapes = [tuple(dims[a - base : b - base]) for a, b in zip(offs, offs[1:])]
+        if len(shapes) != len(names):
+            raise _Bad
+        start, n = r.list1()
+        if r.node() < start + n:
+            raise _Bad
+        r.buf()
+        pos, size = r.buf()
+        if size < 4 * (start + n):
+            raise _Bad
+        flat = np.frombuffer(r.mv, dtype=np.float32, count=n, offset=pos + 4 * start)
+        manifest = tuple(TensorSpec(a, s) for a, s in zip(names, shapes))
+        return Tensors(manifest, flat)
+    item = typing.get_args(kind)[0]
+    if item is str:
+        return tuple(r.strings())
+    start, count = r.list1()
+    return r.prim("q" if item is int else "d", start, count)
+
+
+def _field(data: Any, table: int, index: int) -> int:
+    """Absolute position of field ``index`` of a flatbuffer table, or -1 if absent."""
+    vt = table - _I32.unpack_from(data, table)[0]
+    if 4 + 2 * index >= _H.unpack_from(data, vt)[0]:
+        return -1
+    off = _H.unpack_from(data, vt + 4 + 2 * index)[0]
+    return table + off if off else -1
+
+
+def read(data: Any, schemas: dict[bytes, type[Any]]) -> tuple[type[Any], dict[str, Any]] | None:
+    """(class, field values) of an IPC stream with one of ``schemas``, or None."""
+    try:
+        return _read(data, schemas)
+    except (_Bad, struct.error, IndexError, ValueError, StopIteration, UnicodeDecodeError):
+        return None
+
+
+def _read(data: Any, schemas: dict[bytes, type[Any]]) -> tuple[type[Any], dict[str, Any]] | None:
+    mv = memoryview(data).cast("B")
+    if mv[:4] != _CONT:
+        return None
+    end = 8 + _I32.unpack_from(mv, 4)[0]
+    cls = schemas.get(bytes(mv[:end]))
+    if cls is None or mv[end : end + 4] != _CONT:
+        return None
+    meta = end + 8
+    body = meta + _I32.unpack_from(mv, end + 4)[0]
+    root = meta + _U32.unpack_from(mv, meta)[0]
+    ht, hdr, bl = _field(mv, root, 1), _field(mv, root, 2), _field(mv, root, 3)
+    if ht < 0 or mv[ht] != 3 or hdr < 0 or bl < 0:
+        return None
+    blen = _I64.unpack_from(mv, bl)[0]
+    if body + blen > len(mv):
+        return None
+    rb = hdr + _U32.unpack_from(mv, hdr)[0]
+    f_len, f_nodes, f_bufs = _field(mv, rb, 0), _field(mv, rb, 1), _field(mv, rb, 2)
+    if _field(mv, rb, 3) >= 0 or f_len < 0 or f_nodes < 0 or f_bufs < 0:
+        return None  # compressed, or not a plain batch
+    if _I64.unpack_from(mv, f_len)[0] != 1:
+        return None
+    nv = f_nodes + _U32.unpack_from(mv, f_nodes)[0]
+    bv = f_bufs + _U32.unpack_from(mv, f_bufs)[0]
+    nn, nb = _U32.unpack_from(mv, nv)[0], _U32.unpack_from(mv, bv)[0]
+    nodes = struct.unpack_from(f"<{2 * nn}q", mv, nv + 4)
+    bufs = struct.unpack_from(f"<{2 * nb}q", mv, bv + 4)
+    r = _Reader(data, mv, body, blen, nodes, bufs)
+    views = getattr(cls, "VIEW_FIELDS", frozenset())
+    kwargs = {name: _get(r, kind, name in views) for name, kind in cls.FIELD_KINDS}
+    return cls, kwargs
