@@ -1,5 +1,6 @@
 """Message types, Arrow schemas, encode/decode, chunking and topic names (no I/O)."""
 
+from schemas.artifacts import ArtifactBundle
 from schemas.audit import AuditEvent
 from schemas.checkin import CheckIn
 from schemas.chunk import Chunk
@@ -14,6 +15,7 @@ from schemas.update import ModelUpdate, TrainingFailure
 
 __all__ = [
     "MESSAGE_TYPES",
+    "ArtifactBundle",
     "AuditEvent",
     "CheckIn",
     "Chunk",

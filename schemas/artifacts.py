@@ -38,7 +38,8 @@ class ArtifactBundle:
             )
         if any(s < 0 for s in self.sizes) or sum(self.sizes) != len(self.data):
             raise ValidationError(
-                "data", f"{len(self.data)} bytes but sizes add up to {sum(self.sizes)}",
+                "data",
+                f"{len(self.data)} bytes but sizes add up to {sum(self.sizes)}",
                 "ArtifactBundle",
             )
         if len(set(self.names)) != len(self.names) or any(
@@ -59,5 +60,10 @@ class ArtifactBundle:
     def pack(cls, model: str, digest: str, files: dict[str, bytes]) -> ArtifactBundle:
         """Bundle ``files`` (name -> bytes) in name order."""
         names = tuple(sorted(files))
-        return cls(model, digest, names, tuple(len(files[n]) for n in names),
-                   b"".join(files[n] for n in names))
+        return cls(
+            model,
+            digest,
+            names,
+            tuple(len(files[n]) for n in names),
+            b"".join(files[n] for n in names),
+        )

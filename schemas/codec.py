@@ -16,6 +16,7 @@ import pyarrow as pa
 # Importing the families registers them.
 from schemas import (  # noqa: F401
     _ipc,
+    artifacts,
     audit,
     checkin,
     chunk,

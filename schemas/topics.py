@@ -32,6 +32,7 @@ KAFKA_UPDATES_PREFIX = f"fl.{VERSION}.updates."  # + hospital: Chunk, key=device
 KAFKA_PARTIALS = f"fl.{VERSION}.partials"  # Chunk of PartialAggregate, key=model
 KAFKA_MODEL_VERSIONS = f"fl.{VERSION}.model-versions"  # Chunk of ModelVersion, key=model
 KAFKA_EVALUATIONS = f"fl.{VERSION}.evaluations"  # EvaluationReport, key=model
+KAFKA_ARTIFACTS = f"fl.{VERSION}.artifacts"  # Chunk of ArtifactBundle, key=model
 KAFKA_AUDIT = f"fl.{VERSION}.audit"  # AuditEvent, key=model (or "" )
 KAFKA_COMPACTED = frozenset({KAFKA_ROUND_PLANS})
 
@@ -75,6 +76,11 @@ def shared_subscription(leaf: str, group: str = SHARED_GROUP) -> str:
     if leaf not in DEVICE_LEAVES:
         raise ValueError(f"unknown device topic leaf {leaf!r}")
     return f"$share/{check_id(group, 'group')}/{MQTT_ROOT}/+/+/{leaf}"
+
+
+def plan_topic(model: str) -> str:
+    """Retained: the latest RoundPlan of ``model``; devices wake on a new ``selecting`` plan."""
+    return f"{MQTT_ROOT}/models/{check_id(model, 'model')}/plan"
 
 
 def model_manifest_topic(model: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from schemas import (
     MESSAGE_TYPES,
+    ArtifactBundle,
     AuditEvent,
     CheckIn,
     Chunk,
@@ -104,6 +105,7 @@ def samples() -> list[Any]:
         EvaluationReport("m1", 3, "dev-1", "hosp_a", 50, 0.35, 0.9, 7),
         AuditEvent("update.rejected", "m1", 3, "hosp_a", "dev-1", "norm_bound", "norm 12.0", 9),
         Chunk("s-1", "ModelUpdate", 0, 1, 3, 512 * 1024, b"\x01" * 16, b"abc"),
+        ArtifactBundle.pack("m1", "sha-1", {"training_model.onnx": b"\x08\x07", "checkpoint": b""}),
     ]
 
 
