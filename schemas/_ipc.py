@@ -9,6 +9,7 @@ exactly one of our registered schemas goes to pyarrow (``read`` returns None).
 
 from __future__ import annotations
 
+import itertools
 import struct
 import typing
 from typing import Any
@@ -240,7 +241,7 @@ class _Reader:
         pos, n = self.buf()
         if offs and not 0 <= offs[0] <= offs[-1] <= n:
             raise _Bad
-        return [bytes(self.mv[pos + a : pos + b]).decode() for a, b in zip(offs, offs[1:])]
+        return [bytes(self.mv[pos + a : pos + b]).decode() for a, b in itertools.pairwise(offs)]
 
 
 def _get(r: _Reader, kind: Any, view: bool) -> Any:
@@ -270,7 +271,7 @@ def _get(r: _Reader, kind: Any, view: bool) -> Any:
         offs = r.offsets(start + count)[start:]
         dims = r.prim("q", offs[0], offs[-1] - offs[0]) if count else ()
         base = offs[0] if count else 0
-        shapes = [tuple(dims[a - base : b - base]) for a, b in zip(offs, offs[1:])]
+        shapes = [tuple(dims[a - base : b - base]) for a, b in itertools.pairwise(offs)]
         if len(shapes) != len(names):
             raise _Bad
         start, n = r.list1()
@@ -281,7 +282,7 @@ def _get(r: _Reader, kind: Any, view: bool) -> Any:
         if size < 4 * (start + n):
             raise _Bad
         flat = np.frombuffer(r.mv, dtype=np.float32, count=n, offset=pos + 4 * start)
-        manifest = tuple(TensorSpec(a, s) for a, s in zip(names, shapes))
+        manifest = tuple(TensorSpec(a, s) for a, s in zip(names, shapes, strict=True))
         return Tensors(manifest, flat)
     item = typing.get_args(kind)[0]
     if item is str:
