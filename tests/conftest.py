@@ -6,8 +6,7 @@ Where a broker comes from, first match wins:
 2. A Docker engine answers: a testcontainers container (eclipse-mosquitto:2,
    apache/kafka), removed at session end.
 3. Otherwise the launcher behind ``flctl brokers up`` starts local processes on
-   test ports (18830 and 19092/19093 when free, else free ones) with data under
-   pytest's tmp dir, stopped at session end.
+   free ports with data under pytest's tmp dir, stopped at session end.
 
 When none works the test is skipped with the reason, except under ``CI=true``,
 where it fails with the reason: CI never passes by skipping the real brokers.
@@ -30,7 +29,9 @@ import pytest
 
 from flctl.brokers import (
     BrokerError,
+    BrokerStartFailed,
     LocalBrokers,
+    PortInUse,
     free_port,
     kafka_answers,
     mqtt_answers,
@@ -38,7 +39,6 @@ from flctl.brokers import (
 
 KAFKA_IMAGE = "apache/kafka:4.1.0"
 MOSQUITTO_IMAGE = "eclipse-mosquitto:2"
-TEST_PORTS = {"mqtt": 18830, "kafka": 19092, "kafka_controller": 19093}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -80,13 +80,6 @@ def docker_engine_answers(timeout: float = 1.0) -> bool:
         return False
 
 
-def _port(preferred: int) -> int:
-    with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", preferred)) != 0:
-            return preferred
-    return free_port()
-
-
 class _Brokers:
     """Starts brokers on demand for one session and tears down what it started."""
 
@@ -103,28 +96,39 @@ class _Brokers:
     def mqtt(self) -> str:
         if self.docker():
             return self._mqtt_container()
-        local = LocalBrokers(
-            _port(TEST_PORTS["mqtt"]), data_dir=self.root / "mqtt", progress=self.say
+        return self._local(
+            lambda n: LocalBrokers(free_port(), data_dir=self.root / f"mqtt{n}", progress=self.say),
+            mqtt=True,
         )
-        return self._local(local, mqtt=True)
 
     def kafka(self) -> str:
         if self.docker():
             return self._kafka_container()
-        local = LocalBrokers(
-            kafka_port=_port(TEST_PORTS["kafka"]),
-            kafka_controller_port=_port(TEST_PORTS["kafka_controller"]),
-            data_dir=self.root / "kafka",
-            progress=self.say,
+        return self._local(
+            lambda n: LocalBrokers(
+                kafka_port=free_port(),
+                kafka_controller_port=free_port(),
+                data_dir=self.root / f"kafka{n}",
+                progress=self.say,
+            ),
+            kafka=True,
         )
-        return self._local(local, kafka=True)
 
-    def _local(self, local: LocalBrokers, mqtt: bool = False, kafka: bool = False) -> str:
-        try:
-            endpoints = local.up(timeout=120, mqtt=mqtt, kafka=kafka)
-        except BrokerError as exc:
-            _unavailable(f"no Docker engine, and the local launcher failed: {exc}")
-            raise
+    def _local(
+        self, make: Callable[[int], LocalBrokers], mqtt: bool = False, kafka: bool = False
+    ) -> str:
+        # Free ports, not fixed ones: other test sessions on this machine start brokers too.
+        # A port taken between the check and the bind fails one start; the retry gets others.
+        for attempt in (1, 2):
+            local = make(attempt)
+            try:
+                endpoints = local.up(timeout=120, mqtt=mqtt, kafka=kafka)
+                break
+            except (PortInUse, BrokerStartFailed) as exc:
+                if attempt == 2:
+                    _unavailable(f"no Docker engine, and the local launcher failed: {exc}")
+            except BrokerError as exc:
+                _unavailable(f"no Docker engine, and the local launcher failed: {exc}")
         self._cleanups.append(lambda: local.down(mqtt=mqtt, kafka=kafka))
         url = endpoints.mqtt_url if mqtt else endpoints.kafka_bootstrap
         assert url is not None
