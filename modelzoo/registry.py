@@ -26,6 +26,7 @@ class ModelSpec:
     loader: Callable[[], Dataset]
     has_reference: bool
     description: str
+    dataset: str  # the bundled data set it trains on, as partition specs name it
 
     @property
     def feature_width(self) -> int:
@@ -56,6 +57,7 @@ MODELS: dict[str, ModelSpec] = {
             loader=load_digits_dataset,
             has_reference=True,
             description="MLP 64-32-10 (ReLU) for sklearn digits scaled /16",
+            dataset="digits",
         ),
         ModelSpec(
             name="digits_cnn",
@@ -65,6 +67,7 @@ MODELS: dict[str, ModelSpec] = {
             loader=load_digits_dataset,
             has_reference=False,
             description="Conv3x3(8) -> ReLU -> MaxPool2 -> Gemm(128-10) for 8x8 digits",
+            dataset="digits",
         ),
         ModelSpec(
             name="breast_cancer",
@@ -74,6 +77,7 @@ MODELS: dict[str, ModelSpec] = {
             loader=load_breast_cancer_dataset,
             has_reference=True,
             description="MLP 30-16-2 (ReLU) for sklearn breast cancer, standardized",
+            dataset="breast_cancer",
         ),
     )
 }
