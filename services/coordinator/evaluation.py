@@ -1,0 +1,58 @@
+"""Central evaluation of a model version on a held-out test set.
+
+The coordinator scores every new version before announcing it, with plain
+ONNX Runtime inference on the same graph the devices train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from modelzoo import Dataset, get_spec
+from modelzoo.graphs import INPUT_NAME
+
+
+class Evaluator(Protocol):
+    """Scores a model's weights."""
+
+    def evaluate(self, model: str, weights: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Metrics (at least ``accuracy`` and ``loss``) of ``weights``; empty if no test set."""
+        ...
+
+
+class OnnxEvaluator:
+    """Evaluates zoo models on test sets given per model name."""
+
+    def __init__(self, test_sets: Mapping[str, Dataset]) -> None:
+        self._test_sets = dict(test_sets)
+        self._graphs: dict[str, onnx.ModelProto] = {}
+
+    def evaluate(self, model: str, weights: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Accuracy, mean cross-entropy loss and example count on ``model``'s test set."""
+        data = self._test_sets.get(model)
+        if data is None or len(data.y) == 0:
+            return {}
+        spec = get_spec(model)
+        graph = self._graphs.setdefault(model, spec.build(0))
+        proto = onnx.ModelProto()
+        proto.CopyFrom(graph)
+        for init in proto.graph.initializer:
+            if init.name in weights:
+                value = np.asarray(weights[init.name], dtype=np.float32)
+                init.CopyFrom(numpy_helper.from_array(value.reshape(tuple(init.dims)), init.name))
+        session = ort.InferenceSession(
+            proto.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        x = data.X.reshape(len(data.y), *spec.input_shape).astype(np.float32, copy=False)
+        (logits,) = session.run(None, {INPUT_NAME: x})
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = float(-log_probs[np.arange(len(data.y)), data.y].mean())
+        accuracy = float((logits.argmax(axis=1) == data.y).mean())
+        return {"accuracy": accuracy, "loss": loss, "test_examples": float(len(data.y))}

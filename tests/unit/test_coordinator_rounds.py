@@ -1,0 +1,175 @@
+"""The coordinator on the in-memory log: rounds open, close on partials, abandon on silence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flbus.memory import MemoryLog
+from flbus.port import LogSubscription
+from modelzoo import get_spec
+from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors, decode, topics
+from schemas.chunking import ChunkedReceiver
+from services.common.streams import publish_log_chunked
+from services.coordinator.app import build
+from services.coordinator.config import CoordinatorConfig, RoundSettings
+from services.coordinator.coordinator import Coordinator
+from services.coordinator.evaluation import OnnxEvaluator
+from services.coordinator.store import MemoryModelStore
+
+pytestmark = pytest.mark.unit
+
+MODEL = "breast_cancer"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@dataclass
+class Harness:
+    bus: MemoryLog
+    clock: FakeClock
+    coordinator: Coordinator
+    store: MemoryModelStore
+    plans: LogSubscription
+    versions: LogSubscription
+    task: asyncio.Task[None]
+
+    async def next_plan(self, state: str | None = None) -> RoundPlan:
+        while True:
+            record = await self.plans.get(5)
+            assert record is not None, "no round plan published"
+            plan = decode(record.value, RoundPlan)
+            if state is None or plan.state == state:
+                return plan
+
+    async def next_version(self) -> ModelVersion:
+        rx = ChunkedReceiver()
+        while True:
+            record = await self.versions.get(5)
+            assert record is not None, "no model version published"
+            msg = rx.add(record.value, 0)
+            if msg is not None:
+                return msg
+
+    async def partial(
+        self, plan: RoundPlan, hospital: str, delta: np.ndarray, n: int, updates: int = 2
+    ) -> None:
+        v0 = self.coordinator.models[MODEL]
+        specs = v0._specs()
+        msg = PartialAggregate(
+            MODEL,
+            plan.round_id,
+            plan.base_version,
+            hospital,
+            updates,
+            n,
+            0.5 * n,
+            1.0,
+            0,
+            Tensors(specs, (delta * n).astype(np.float32)),
+        )
+        await publish_log_chunked(
+            self.bus,
+            topics.KAFKA_PARTIALS,
+            msg,
+            stream_id=f"{MODEL}/r{plan.round_id}/{hospital}",
+            key=MODEL.encode(),
+        )
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    bus, clock, store = MemoryLog(), FakeClock(), MemoryModelStore()
+    await bus.start()
+    settings = RoundSettings(
+        rounds=0, round_timeout_ms=10_000, selection_window_ms=1_000, close_grace_ms=500
+    )
+    config = CoordinatorConfig(
+        (MODEL,),
+        ("h0", "h1"),
+        settings,
+        {"h0": 4, "h1": 4},
+        artifacts_dir=tmp_path / "artifacts",
+        tick_ms=5,
+    )
+    data = get_spec(MODEL).load_data()
+    coordinator = build(config, bus, store, OnnxEvaluator({MODEL: data}), clock)
+    plans = await bus.subscribe([topics.KAFKA_ROUND_PLANS])
+    versions = await bus.subscribe([topics.KAFKA_MODEL_VERSIONS])
+    stop = asyncio.Event()
+    task = asyncio.create_task(coordinator.run(stop))
+    yield Harness(bus, clock, coordinator, store, plans, versions, task)
+    stop.set()
+    await task
+    await bus.stop()
+
+
+async def test_coordinator_announces_version_zero_and_opens_round(harness: Harness) -> None:
+    v0 = await harness.next_version()
+    plan = await harness.next_plan("selecting")
+    assert v0.version == 0 and v0.tensors.flat.size == get_spec(MODEL).param_manifest().total_size
+    assert plan.round_id == 1 and plan.base_version == 0
+    assert plan.hospitals == ("h0", "h1") and plan.targets == (4, 4)
+    assert plan.admission_probability == 1.0
+
+
+async def test_coordinator_combines_partials_weighted_by_examples(harness: Harness) -> None:
+    v0 = await harness.next_version()
+    plan = await harness.next_plan("selecting")
+    size = v0.tensors.flat.size
+    await harness.partial(plan, "h0", np.full(size, 1.0, np.float32), n=30)
+    await harness.partial(plan, "h1", np.full(size, -1.0, np.float32), n=10)
+    v1 = await harness.next_version()
+    expected = v0.tensors.flat + 0.5  # (30*1 + 10*-1) / 40
+    np.testing.assert_allclose(v1.tensors.flat, expected, atol=1e-6)
+    assert v1.version == 1 and v1.parent_version == 0 and v1.round_id == 1
+    assert "accuracy" in v1.metric_names
+    record, _ = harness.store.get(MODEL, 1)
+    assert record.parent_version == 0 and 0 <= record.metrics["accuracy"] <= 1
+    done = await harness.next_plan("done")
+    nxt = await harness.next_plan("selecting")
+    assert done.round_id == 1 and nxt.round_id == 2 and nxt.base_version == 1
+
+
+async def test_coordinator_closes_at_deadline_without_silent_hospital(harness: Harness) -> None:
+    v0 = await harness.next_version()
+    plan = await harness.next_plan("selecting")
+    await harness.partial(plan, "h0", np.ones(v0.tensors.flat.size, np.float32), n=8, updates=4)
+    await asyncio.sleep(0.05)
+    harness.clock.now = plan.deadline_ms + 600  # past deadline + grace
+    v1 = await harness.next_version()
+    summary = harness.coordinator.models[MODEL].history[-1]
+    assert v1.version == 1 and summary.outcome == "done"
+    assert summary.reported == {"h0": 4}
+
+
+async def test_coordinator_abandons_round_without_quorum(harness: Harness) -> None:
+    plan = await harness.next_plan("selecting")
+    harness.clock.now = plan.deadline_ms + 600
+    abandoned = await harness.next_plan("abandoned")
+    assert abandoned.round_id == 1 and "no updates from h0, h1" in abandoned.reason
+    nxt = await harness.next_plan("selecting")
+    assert nxt.round_id == 2 and nxt.base_version == 0
+
+
+async def test_coordinator_survives_garbage_on_its_topics(harness: Harness) -> None:
+    v0 = await harness.next_version()
+    plan = await harness.next_plan("selecting")
+    await harness.bus.publish(topics.KAFKA_PARTIALS, b"\x00garbage")
+    await harness.bus.publish(topics.KAFKA_AUDIT, b"")
+    await harness.partial(plan, "h0", np.ones(v0.tensors.flat.size, np.float32), n=4)
+    await harness.partial(plan, "h1", np.ones(v0.tensors.flat.size, np.float32), n=4)
+    v1 = await harness.next_version()
+    assert v1.version == 1
+    assert sum(harness.coordinator.errors.values()) == 2
