@@ -1,0 +1,121 @@
+"""compose.yaml checked the way an engine would read it, without an engine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flctl.main import accepted_env_vars
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSPITALS = {"h0", "h1", "h2"}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    result: dict[str, dict[str, Any]] = compose["services"]
+    return result
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.partition("=")[::2] for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _depends(service: dict[str, Any]) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
+
+
+def _ours(service: dict[str, Any]) -> bool:
+    return "build" in service
+
+
+def test_compose_every_service_has_an_image_or_a_buildable_dockerfile(services: dict) -> None:
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+        if "build" in service:
+            build = service["build"]
+            context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
+            dockerfile = (
+                "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+            )
+            assert (context / dockerfile).is_file(), f"{name}: no {context / dockerfile}"
+
+
+def test_compose_dockerfile_copies_only_paths_that_exist() -> None:
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+
+
+def test_compose_depends_on_names_existing_services_with_healthchecks(services: dict) -> None:
+    for name, service in services.items():
+        for target, condition in _depends(service).items():
+            assert target in services, f"{name} depends on unknown {target}"
+            if condition == "service_healthy":
+                assert "healthcheck" in services[target], f"{target} has no healthcheck"
+
+
+def test_compose_roles_read_only_settings_flctl_accepts(services: dict) -> None:
+    accepted = accepted_env_vars()
+    for name, service in services.items():
+        if _ours(service):
+            unknown = set(_env(service)) - accepted
+            assert not unknown, f"{name} sets {sorted(unknown)}; flctl accepts {sorted(accepted)}"
+
+
+def test_compose_roles_run_flctl_with_broker_addresses(services: dict) -> None:
+    for name, service in services.items():
+        if _ours(service):
+            assert service["command"][0] == "flctl", name
+            assert "FL_MQTT_URL" in _env(service) or "FL_KAFKA_BOOTSTRAP" in _env(service), name
+
+
+def test_compose_has_one_aggregator_per_hospital(services: dict) -> None:
+    hospitals = []
+    for service in services.values():
+        command = service.get("command") or []
+        if command[:2] == ["flctl", "aggregator"]:
+            hospitals.append(command[command.index("--hospital") + 1])
+            assert (service.get("deploy") or {}).get("replicas", 1) == 1
+
+    assert sorted(hospitals) == sorted(HOSPITALS)
+
+
+def test_compose_published_ports_do_not_clash(services: dict) -> None:
+    seen: dict[int, str] = {}
+    for name, service in services.items():
+        for port in service.get("ports") or []:
+            match = re.match(r"^(?:[\d.]+:)?(\d+):\d+", str(port))
+            assert match, f"{name}: publish an explicit host port, not {port!r}"
+            host = int(match.group(1))
+            assert (service.get("deploy") or {}).get("replicas", 1) == 1, (
+                f"{name} publishes {host} with replicas > 1"
+            )
+            assert host not in seen, f"{name} and {seen.get(host)} both publish {host}"
+            seen[host] = name
+
+
+def test_compose_bind_mounted_files_exist(services: dict) -> None:
+    mounts = [
+        (name, str(volume).split(":")[0])
+        for name, service in services.items()
+        for volume in service.get("volumes") or []
+        if str(volume).startswith((".", "/"))
+    ]
+    assert ("mosquitto", "./compose/mosquitto.conf") in mounts
+    for name, source in mounts:
+        assert (ROOT / source).exists(), f"{name} mounts missing {source}"
