@@ -1,0 +1,139 @@
+"""What a demo run shows a person: progress lines, a summary table, report.json, a plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from services.coordinator.model_rounds import RoundSummary
+
+
+def round_row(s: RoundSummary) -> dict[str, Any]:
+    """One round as a report.json entry."""
+    hospitals = sorted(set(s.goals) | set(s.admitted) | set(s.reported))
+    dropped = {
+        h: max(0, s.admitted.get(h, 0) - s.reported.get(h, 0) - s.rejected.get(h, 0))
+        for h in hospitals
+    }
+    return {
+        "round": s.round_id,
+        "outcome": s.outcome,
+        "reason": s.reason,
+        "base_version": s.base_version,
+        "new_version": s.new_version,
+        "test_accuracy": s.metrics.get("accuracy"),
+        "test_loss": s.metrics.get("loss"),
+        "train_loss": None if math.isnan(s.train_loss) else s.train_loss,
+        "examples": s.examples,
+        "per_hospital": {
+            h: {
+                "goal": s.goals.get(h, 0),
+                "admitted": s.admitted.get(h, 0),
+                "reported": s.reported.get(h, 0),
+                "rejected": s.rejected.get(h, 0),
+                "dropped": dropped[h],
+            }
+            for h in hospitals
+        },
+        "wall_seconds": round(s.wall_seconds, 4),
+        "training_seconds": round(s.train_seconds, 4),
+        "overhead_seconds": round(s.wall_seconds - s.train_seconds, 4),
+    }
+
+
+def build_report(
+    histories: Mapping[str, Sequence[RoundSummary]], run: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The whole run: settings, then per model every round."""
+    return {
+        "run": dict(run),
+        "models": {m: [round_row(s) for s in rounds] for m, rounds in histories.items()},
+    }
+
+
+def _mean(values: Iterable[float]) -> float:
+    vals = list(values)
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def summary_table(report: Mapping[str, Any]) -> str:
+    """A fixed-width table: one line per model."""
+    header = (
+        f"{'model':<14} {'rounds':>6} {'done':>5} {'aband.':>6} {'final acc':>9} {'best acc':>8} "
+        f"{'final loss':>10} {'wall s/rd':>9} {'train s/rd':>10} {'overhead s/rd':>13}"
+    )
+    lines = [header, "-" * len(header)]
+    for model, rows in report["models"].items():
+        done = [r for r in rows if r["outcome"] == "done"]
+        accs = [r["test_accuracy"] for r in done if r["test_accuracy"] is not None]
+        final = done[-1] if done else None
+        lines.append(
+            f"{model:<14} {len(rows):>6} {len(done):>5} {len(rows) - len(done):>6} "
+            f"{_fmt(final['test_accuracy'] if final else None):>9} "
+            f"{_fmt(max(accs) if accs else None):>8} "
+            f"{_fmt(final['test_loss'] if final else None):>10} "
+            f"{_mean(r['wall_seconds'] for r in rows):>9.3f} "
+            f"{_mean(r['training_seconds'] for r in rows):>10.3f} "
+            f"{_mean(r['overhead_seconds'] for r in rows):>13.3f}"
+        )
+    return "\n".join(lines)
+
+
+def progress_line(model: str, s: RoundSummary | None, last: RoundSummary | None) -> str:
+    """One line per model for the live display."""
+    if s is None:
+        return f"{model:<14} waiting for the first round"
+    admitted, reported = sum(s.admitted.values()), sum(s.reported.values())
+    dropped = max(0, admitted - reported) if s.outcome != "open" else 0
+    acc = last.metrics.get("accuracy") if last else None
+    loss = last.metrics.get("loss") if last else None
+    return (
+        f"{model:<14} round {s.round_id:>3} {s.outcome:<9} admitted {admitted:>3} "
+        f"reported {reported:>3} dropped {dropped:>3} "
+        f"acc {_fmt(acc)} loss {_fmt(loss)}"
+    )
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def write_outputs(report: Mapping[str, Any], out: Path) -> list[Path]:
+    """Write report.json and accuracy.png into ``out``; return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    report_path = out / "report.json"
+    report_path.write_text(json.dumps(report, indent=2))
+    plot_path = out / "accuracy.png"
+    plot_accuracy(report, plot_path)
+    return [report_path, plot_path]
+
+
+def plot_accuracy(report: Mapping[str, Any], path: Path) -> None:
+    """Test accuracy of each model's new version, round by round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for model, rows in report["models"].items():
+        points = [
+            (r["round"], r["test_accuracy"])
+            for r in rows
+            if r["outcome"] == "done" and r["test_accuracy"] is not None
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o", markersize=3, label=model)
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy of the new version")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("Federated training: held-out test accuracy per round")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
