@@ -1,0 +1,142 @@
+"""The selector over real Mosquitto and Kafka: check-in -> task, upload -> updates topic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import numpy as np
+import pytest
+
+from flbus.kafka import KafkaBus
+from flbus.mqtt import MqttBus
+from flbus.port import Record
+from flcore.tokens import verify_token
+from schemas import CheckIn, ModelUpdate, RoundPlan, Task, Tensors, decode, encode
+from schemas.chunking import encode_chunked
+from schemas.topics import (
+    KAFKA_ROUND_PLANS,
+    checkin_topic,
+    plan_topic,
+    task_topic,
+    updates_topic,
+    upload_topic,
+)
+from services.selector.app import Selector, build
+from services.selector.config import SelectorConfig
+from services.selector.uploads import upload_headers
+
+pytestmark = [pytest.mark.mqtt, pytest.mark.kafka]
+
+SECRET = b"selector-integration-secret"
+
+
+def _now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _plan(model: str, hospital: str) -> RoundPlan:
+    now = _now()
+    return RoundPlan(
+        model, 1, 0, "selecting", 1, 0, 32, 0.1, 0.0, 0.0, (hospital,), (2,),
+        1.0, 1.3, 0.5, now, now + 120_000, "",
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def _selector(mqtt_url: str, kafka_bootstrap: str, group: str) -> AsyncIterator[Selector]:
+    config = SelectorConfig(token_secret=SECRET, share_group=group)
+    async with MqttBus(mqtt_url) as pubsub, KafkaBus(kafka_bootstrap) as log_bus:
+        selector = build(config, pubsub, log_bus, _now)
+        stop = asyncio.Event()
+        task = asyncio.create_task(selector.run(stop))
+        try:
+            async with asyncio.timeout(60):
+                await selector.ready.wait()
+            yield selector
+        finally:
+            stop.set()
+            async with asyncio.timeout(30):
+                await task
+
+
+async def test_selector_round_trip_over_real_brokers(mqtt_url: str, kafka_bootstrap: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    model, hospital, device = f"m{tag}", f"h{tag}", "d1"
+    plan = _plan(model, hospital)
+    async with KafkaBus(kafka_bootstrap) as kafka, MqttBus(mqtt_url) as phone:
+        await kafka.publish(KAFKA_ROUND_PLANS, encode(plan), key=model.encode())
+        async with _selector(mqtt_url, kafka_bootstrap, f"sel{tag}") as selector:
+            async with asyncio.timeout(30):
+                while model not in selector.plans.plans:
+                    await asyncio.sleep(0.05)
+
+            # Check-in -> Task, and the plan is retained for late subscribers.
+            answers = await phone.subscribe([task_topic(hospital, device)])
+            checkin = CheckIn(
+                device, hospital, (model,), "1.19.2", "0.1", True, True, True, 90.0, 512, _now()
+            )
+            await phone.publish(checkin_topic(hospital, device), encode(checkin))
+            record = await answers.get(timeout=30)
+            assert record is not None
+            task = decode(record.value, Task)
+            rejection = verify_token(
+                task.token,
+                model=model,
+                round_id=1,
+                base_version=0,
+                device_id=device,
+                hospital_id=hospital,
+                now_ms=_now(),
+                secret=SECRET,
+            )
+            assert rejection is None
+            plans = await phone.subscribe([plan_topic(model)])
+            retained = await plans.get(timeout=30)
+            assert retained is not None and retained.retained
+            assert decode(retained.value, RoundPlan) == plan
+
+            # Upload chunks -> fl.v1.updates.<hospital>, bytes, key and headers unchanged.
+            tensors = Tensors.from_dict({"w": np.ones(3000, dtype=np.float32)})
+            update = ModelUpdate(
+                model, 1, 0, device, hospital, 10, 0.3, 1.0, task.token, "u1", tensors
+            )
+            chunks = encode_chunked(update, f"{hospital}-{device}-1", max_chunk_bytes=4096)
+            headers = upload_headers(task.token, model, 1, 0)
+            updates = await kafka.subscribe([updates_topic(hospital)], start="earliest")
+            for data in chunks:
+                await phone.publish(upload_topic(hospital, device), data, headers=headers)
+            got: list[Record] = []
+            while len(got) < len(chunks):
+                rec = await updates.get(timeout=30)
+                assert rec is not None, f"only {len(got)} of {len(chunks)} chunks bridged"
+                got.append(rec)
+            assert sorted(r.value for r in got) == sorted(chunks)
+            assert all(r.key == device.encode() and r.headers == headers for r in got)
+            await updates.close()
+
+
+async def test_selector_forged_upload_not_bridged_over_real_brokers(
+    mqtt_url: str, kafka_bootstrap: str
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    hospital, device = f"h{tag}", "d1"
+    async with (
+        KafkaBus(kafka_bootstrap) as kafka,
+        MqttBus(mqtt_url) as phone,
+        _selector(mqtt_url, kafka_bootstrap, f"sel{tag}") as selector,
+    ):
+        forged = upload_headers(b"\x01" + bytes(40), "digits", 1, 0)
+        tensors = Tensors.from_dict({"w": np.ones(10, dtype=np.float32)})
+        update = ModelUpdate("digits", 1, 0, device, hospital, 1, 0.1, 0.1, b"x", "u", tensors)
+        [data] = encode_chunked(update, "s1")
+        await phone.publish(upload_topic(hospital, device), data, headers=forged)
+        async with asyncio.timeout(30):
+            while selector.stats["update.rejected:bad_token"] < 1:
+                await asyncio.sleep(0.05)
+        updates = await kafka.subscribe([updates_topic(hospital)], start="earliest")
+        assert await updates.get(timeout=2) is None
+        await updates.close()
