@@ -1,0 +1,78 @@
+"""The device's record of rounds it took part in, so it never uploads twice for one round.
+
+A round is claimed (one sqlite row, committed) *before* anything is published for
+it: after a crash mid-upload the round is lost rather than sent twice, which is
+what the aggregator's one-update-per-device rule wants anyway.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from device_sdk.errors import StoreError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rounds (
+    model     TEXT    NOT NULL,
+    round_id  INTEGER NOT NULL,
+    outcome   TEXT    NOT NULL,
+    update_id TEXT    NOT NULL,
+    at_ms     INTEGER NOT NULL,
+    PRIMARY KEY (model, round_id)
+);
+"""
+
+
+@dataclass(frozen=True)
+class RoundEntry:
+    """How the device's part in one round ended."""
+
+    model: str
+    round_id: int
+    outcome: str  # "uploaded", "failed", "dropped", "late"
+    update_id: str
+    at_ms: int
+
+
+class RoundLedger:
+    """Rounds already taken part in, per model, persisted in one sqlite file."""
+
+    def __init__(self, path: Path | str) -> None:
+        try:
+            self._conn = sqlite3.connect(str(path), isolation_level=None)
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open round ledger {path}: {exc}") from exc
+
+    def claim(self, model: str, round_id: int, outcome: str, update_id: str, at_ms: int) -> bool:
+        """Record the round once; False if it was already recorded (then publish nothing)."""
+        try:
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO rounds (model, round_id, outcome, update_id, at_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (model, round_id, outcome, update_id, at_ms),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"round ledger failed: {exc}") from exc
+        return cur.rowcount == 1
+
+    def get(self, model: str, round_id: int) -> RoundEntry | None:
+        """The recorded outcome of a round, or None if the device has not taken part."""
+        row = self._conn.execute(
+            "SELECT outcome, update_id, at_ms FROM rounds WHERE model = ? AND round_id = ?",
+            (model, round_id),
+        ).fetchone()
+        return None if row is None else RoundEntry(model, round_id, row[0], row[1], row[2])
+
+    def entries(self) -> list[RoundEntry]:
+        """Every recorded round, oldest first."""
+        rows = self._conn.execute(
+            "SELECT model, round_id, outcome, update_id, at_ms FROM rounds ORDER BY at_ms, rowid"
+        ).fetchall()
+        return [RoundEntry(*row) for row in rows]
+
+    def close(self) -> None:
+        """Close the database; the record stays on disk."""
+        self._conn.close()

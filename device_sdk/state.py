@@ -1,0 +1,75 @@
+"""What a device knows about one installed model: plan, version, artifacts, round in flight."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from device_sdk.downloads import ModelDownloads
+from device_sdk.errors import ArtifactError
+from device_sdk.trainer import Trainer
+from device_sdk.wire import from_tensors
+from schemas import ModelVersion, RoundPlan
+
+
+class ModelState:
+    """Per-model state of a device; touched on the event loop only (trainers excepted)."""
+
+    def __init__(self, model: str, artifact_root: Path) -> None:
+        self.model = model
+        self.downloads = ModelDownloads(model, artifact_root)
+        self.plan: RoundPlan | None = None
+        self.version: ModelVersion | None = None
+        self.artifacts: dict[str, Path] = {}  # bundle digest -> installed directory
+        self.latest_digest: str | None = None
+        self.retry_at_ms = 0
+        self.pending_checkin: tuple[int, int] | None = None  # (round_id, sent_at_ms)
+        self.busy_round: int | None = None
+        self.changed = asyncio.Event()  # a version or bundle arrived
+        self.lock = asyncio.Lock()  # one training/evaluation at a time per model
+        self._trainers: dict[Path, Trainer] = {}
+        self._serving: tuple[Path, int, Trainer] | None = None
+
+    def on_version(self, version: ModelVersion | None) -> None:
+        """Keep a newly reassembled version unless it is older than the one held."""
+        if version is None:
+            return
+        if self.version is None or version.version >= self.version.version:
+            self.version = version
+            self.changed.set()
+
+    def on_bundle(self, installed: tuple[str, Path] | None) -> None:
+        """Remember an installed artifact bundle."""
+        if installed is None:
+            return
+        digest, path = installed
+        self.artifacts[digest] = path
+        self.latest_digest = digest
+        self.changed.set()
+
+    def artifact_dir_for(self, version: ModelVersion) -> Path | None:
+        """The installed artifacts ``version`` was built for (latest if it names none)."""
+        if version.artifact_digest:
+            return self.artifacts.get(version.artifact_digest)
+        return self.artifacts.get(self.latest_digest) if self.latest_digest else None
+
+    def training_trainer(self, path: Path, threads: int | None) -> Trainer:
+        """The trainer used by rounds for the artifacts at ``path`` (cached)."""
+        trainer = self._trainers.get(path)
+        if trainer is None:
+            trainer = self._trainers[path] = Trainer(path, threads=threads)
+        return trainer
+
+    def serving_trainer(self, threads: int | None) -> Trainer:
+        """A trainer holding the newest version, for ``predict`` (separate from training)."""
+        version = self.version
+        path = self.artifact_dir_for(version) if version is not None else None
+        if version is None or path is None:
+            raise ArtifactError(f"no model version and artifacts of {self.model!r} received yet")
+        if self._serving is not None and self._serving[:2] == (path, version.version):
+            return self._serving[2]
+        trainer = Trainer(path, threads=threads)
+        manifest, flat = from_tensors(version.tensors)
+        trainer.load_weights(flat, manifest)
+        self._serving = (path, version.version, trainer)
+        return trainer
