@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import structlog
 
-from flbus.errors import BusClosedError, BusError
 from flbus.port import LogBus, LogSubscription, PubSubBus, Record, Subscription, TopicPartition
-from schemas import encode
 from schemas.errors import SchemaError
 from schemas.topics import (
     CHECKIN,
     EVAL,
     KAFKA_ARTIFACTS,
-    KAFKA_AUDIT,
     KAFKA_MODEL_VERSIONS,
     KAFKA_ROUND_PLANS,
     MQTT_ROOT,
@@ -25,7 +22,8 @@ from schemas.topics import (
 )
 from services.selector.bridge import PlanBook, StreamBridge, bundle_topic, version_topic
 from services.selector.config import SelectorConfig
-from services.selector.outputs import Audit, Out, ToDevice, ToLog
+from services.selector.outputs import ToDevice
+from services.selector.publish import Publisher
 from services.selector.selector import handle_device
 
 Clock = Callable[[], int]
@@ -50,6 +48,7 @@ class Selector:
             KAFKA_ARTIFACTS: StreamBridge("ArtifactBundle", bundle_topic, "artifact_chunk"),
         }
         self.stats: Counter[str] = Counter()
+        self.publisher = Publisher(pubsub, log_bus, self.stats)
         self.ready = asyncio.Event()  # set once plans are loaded and devices are subscribed
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -111,11 +110,11 @@ class Selector:
             tp = TopicPartition(record.topic, record.partition)
             if tp in ends and record.offset + 1 >= ends[tp]:
                 del ends[tp]
-        await self._carry_out(list(latest.values()))
+        await self.publisher.carry_out(list(latest.values()))
 
     async def _service_loop(self, service: LogSubscription) -> None:
         async for record in service:
-            await self._carry_out(list(self._apply(record)))
+            await self.publisher.carry_out(list(self._apply(record)))
 
     # -- device plane ---------------------------------------------------------
 
@@ -143,44 +142,7 @@ class Selector:
                 self.stats["message.failed"] += 1
                 _log.exception("message.failed", topic=record.topic)
                 continue
-            await self._carry_out(outs)
-
-    # -- the shell --------------------------------------------------------------
-
-    async def _carry_out(self, outs: Sequence[Out]) -> None:
-        results = await asyncio.gather(*(self._one(out) for out in outs), return_exceptions=True)
-        for out, result in zip(outs, results, strict=True):
-            if isinstance(result, BusError) and not isinstance(result, BusClosedError):
-                self.stats["publish.failed"] += 1
-                _log.error("publish.failed", output=type(out).__name__, error=str(result))
-            elif isinstance(result, BaseException):
-                raise result
-
-    async def _one(self, out: Out) -> None:
-        if isinstance(out, ToDevice):
-            await self.pubsub.publish(out.topic, out.value, retain=out.retain)
-            self.stats[out.what] += 1
-        elif isinstance(out, ToLog):
-            await self.log_bus.publish(out.topic, out.value, key=out.key, headers=out.headers)
-            self.stats[out.what] += 1
-        else:
-            await self._audit(out)
-
-    async def _audit(self, out: Audit) -> None:
-        ev = out.event
-        self.stats[ev.kind] += 1
-        self.stats[f"{ev.kind}:{ev.reason}"] += 1
-        level = _log.info if ev.kind == "device.admitted" else _log.warning
-        level(
-            ev.kind,
-            model=ev.model,
-            round=ev.round_id,
-            hospital=ev.hospital_id,
-            device=ev.device_id,
-            reason=ev.reason,
-            detail=ev.detail,
-        )
-        await self.log_bus.publish(KAFKA_AUDIT, encode(ev), key=ev.model.encode() or None)
+            await self.publisher.carry_out(outs)
 
     async def _stats_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

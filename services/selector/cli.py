@@ -16,6 +16,20 @@ from services.selector.errors import SelectorConfigError
 
 _log = structlog.get_logger("selector")
 
+#: Config field -> how a user spells it (CLI flag / environment variable).
+SETTINGS: dict[str, str] = {
+    "token_secret": "--token-secret / FL_TOKEN_SECRET",
+    "share_group": "--share-group / FL_SELECTOR_SHARE_GROUP",
+    "eligibility": "--eligibility / FL_ELIGIBILITY",
+    "min_battery_pct": "--min-battery-pct / FL_MIN_BATTERY_PCT",
+    "retry_jitter_ms": "--retry-jitter-ms / FL_RETRY_JITTER_MS",
+    "min_backoff_ms": "--min-backoff-ms / FL_MIN_BACKOFF_MS",
+    "no_round_retry_ms": "--no-round-retry-ms / FL_NO_ROUND_RETRY_MS",
+    "selection_cutoff_ms": "--selection-cutoff-ms / FL_SELECTION_CUTOFF_MS",
+    "workers": "--workers / FL_SELECTOR_WORKERS",
+    "stats_interval_s": "--stats-interval / FL_STATS_INTERVAL",
+}
+
 
 def register(subparsers: Subparsers) -> None:
     """Add ``flctl selector``."""
@@ -57,7 +71,7 @@ def register(subparsers: Subparsers) -> None:
 def config_from_args(args: argparse.Namespace) -> SelectorConfig:
     """Build and validate the config; SelectorConfigError names a bad setting."""
     if not args.token_secret:
-        raise SelectorConfigError("token_secret (--token-secret / FL_TOKEN_SECRET)", "is required")
+        raise SelectorConfigError("token_secret", "is required")
     return SelectorConfig(
         token_secret=args.token_secret.encode(),
         eligibility=EligibilityPolicy.parse(args.eligibility, min_battery_pct=args.min_battery_pct),
@@ -77,7 +91,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except SelectorConfigError as exc:
-        _log.error("selector.config_invalid", setting=exc.setting, problem=exc.problem)
+        flag = SETTINGS.get(exc.setting, "")
+        _log.error("selector.config_invalid", setting=exc.setting, flag=flag, problem=exc.problem)
         return 2
     from flbus.errors import BusError
 
