@@ -187,6 +187,9 @@ class KafkaBus(LogBus):
             acks="all",
             linger_ms=self._linger_ms,
             max_request_size=self._max_message_bytes,
+            # aiokafka's 16 KiB default splits a burst of 4 KiB records into many
+            # requests, and an idempotent producer has one in flight per partition.
+            max_batch_size=self._max_message_bytes,
             compression_type=self._compression,
         )
         admin = AIOKafkaAdminClient(

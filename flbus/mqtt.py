@@ -33,6 +33,7 @@ import asyncio
 import itertools
 import random
 import secrets
+import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -233,6 +234,7 @@ class MqttBus(PubSubBus):
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_socket_open = _no_delay
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self._session_expiry
         with _mapped(f"connect to {self._url.safe}"):
@@ -545,6 +547,10 @@ class MqttBus(PubSubBus):
                 for member in members:
                     if member not in targets:
                         targets.append(member)
+        if not targets and not any(i in self._id_sub for i in ids):
+            # From a subscription of an earlier life of this session (or a broker
+            # without identifiers): any local subscriber whose filters match.
+            targets = [s for s in self._subs if any(matches(f, record.topic) for f in s.filters)]
         if not targets:
             if len(self._orphans) == self._orphans.maxlen:
                 log.warning("mqtt.orphan_dropped", topic=self._orphans[0][0].topic)
@@ -564,6 +570,12 @@ class MqttBus(PubSubBus):
             else:
                 kept.append((record, ids))
         self._orphans = kept
+
+
+def _no_delay(_c: Client, _u: Any, sock: Any) -> None:
+    """Turn Nagle off: with QoS 1 pipelining it meets delayed ACKs and stalls ~40 ms."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _log_resubscribe(task: asyncio.Future[None]) -> None:
