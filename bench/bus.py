@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import socket
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ def raw_paho(url: str, n: int, payload: bytes, window: int, inflight: int) -> fl
     from urllib.parse import urlsplit
 
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
     from paho.mqtt.subscribeoptions import SubscribeOptions
 
     parts = urlsplit(url)
@@ -81,7 +83,7 @@ def raw_paho(url: str, n: int, payload: bytes, window: int, inflight: int) -> fl
     subscribed = threading.Event()
     clients = []
     for role in ("sub", "pub"):
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
         c.max_inflight_messages_set(inflight)
         if role == "sub":
             c.on_message = on_message
@@ -221,11 +223,6 @@ async def adapter_log(make: Callable[[], object], n: int, payload: bytes, window
 # -- driver ----------------------------------------------------------------------
 
 
-def best(runs: int, fn: Callable[[], float]) -> float:
-    """The fastest of ``runs`` runs, in seconds."""
-    return min(fn() for _ in range(runs))
-
-
 def measure(args: argparse.Namespace, mqtt_url: str | None, kafka: str | None) -> None:
     """Run every case and print the table."""
     from flbus.kafka import KafkaBus
@@ -236,47 +233,42 @@ def measure(args: argparse.Namespace, mqtt_url: str | None, kafka: str | None) -
     print(f"window={w} inflight={inflight} repeat={args.repeat} (best run), loopback")
     print(f"{'plane':<7}{'impl':<10}{'size':>7}{'msgs':>7}{'msg/s':>12}{'MB/s':>10}  vs raw")
 
-    def run(coro: Callable[[], Awaitable[float]]) -> float:
-        return asyncio.run(coro())  # type: ignore[arg-type]
-
     for size, (nbytes, n) in SIZES.items():
         n = max(1, int(n * args.scale))
         payload = os.urandom(nbytes)
 
-        def mem_ps(p: bytes = payload, k: int = n) -> float:
-            return run(lambda: adapter_pubsub(MemoryPubSub, k, p, w))
+        def row(plane: str, impl: str, times: list[float], raw: Result | None = None) -> Result:
+            result = Result(plane, impl, size, n, nbytes, min(times))  # noqa: B023
+            print(result.line(raw), flush=True)
+            return result
 
-        def mem_log(p: bytes = payload, k: int = n) -> float:
-            return run(lambda: adapter_log(MemoryLog, k, p, w))
-
-        print(Result("memory", "pubsub", size, n, nbytes, best(args.repeat, mem_ps)).line(None))
-        print(Result("memory", "log", size, n, nbytes, best(args.repeat, mem_log)).line(None))
+        reps = range(args.repeat)
+        row(
+            "memory",
+            "pubsub",
+            [asyncio.run(adapter_pubsub(MemoryPubSub, n, payload, w)) for _ in reps],
+        )
+        row("memory", "log", [asyncio.run(adapter_log(MemoryLog, n, payload, w)) for _ in reps])
         if mqtt_url:
+            url = mqtt_url
             raw_t, ad_t = [], []
-            for _ in range(args.repeat):
-                raw_t.append(raw_paho(mqtt_url, n, payload, w, inflight))
-                ad_t.append(
-                    run(
-                        lambda p=payload, k=n: adapter_pubsub(
-                            lambda: MqttBus(mqtt_url, max_inflight=inflight), k, p, w
-                        )
-                    )
-                )
-            raw = Result("mqtt", "raw-paho", size, n, nbytes, min(raw_t))
-            print(raw.line(None))
-            print(Result("mqtt", "MqttBus", size, n, nbytes, min(ad_t)).line(raw))
+            for _ in reps:
+                raw_t.append(raw_paho(url, n, payload, w, inflight))
+                mqtt_bus = functools.partial(MqttBus, url, max_inflight=inflight)
+                ad_t.append(asyncio.run(adapter_pubsub(mqtt_bus, n, payload, w)))
+            raw = row("mqtt", "raw-paho", raw_t)
+            row("mqtt", "MqttBus", ad_t, raw)
         if kafka:
+            boot = kafka
             raw_t, fut_t, ad_t = [], [], []
-            for _ in range(args.repeat):
-                raw_t.append(run(lambda p=payload, k=n: raw_aiokafka(kafka, k, p, w)))
-                fut_t.append(run(lambda p=payload, k=n: raw_aiokafka(kafka, k, p, w, True)))
-                ad_t.append(
-                    run(lambda p=payload, k=n: adapter_log(lambda: KafkaBus(kafka), k, p, w))
-                )
-            raw = Result("kafka", "raw-aiok", size, n, nbytes, min(raw_t))
-            print(raw.line(None))
-            print(Result("kafka", "raw-futs", size, n, nbytes, min(fut_t)).line(raw))
-            print(Result("kafka", "KafkaBus", size, n, nbytes, min(ad_t)).line(raw))
+            for _ in reps:
+                raw_t.append(asyncio.run(raw_aiokafka(boot, n, payload, w)))
+                fut_t.append(asyncio.run(raw_aiokafka(boot, n, payload, w, futures=True)))
+                kafka_bus = functools.partial(KafkaBus, boot)
+                ad_t.append(asyncio.run(adapter_log(kafka_bus, n, payload, w)))
+            raw = row("kafka", "raw-aiok", raw_t)
+            row("kafka", "raw-futs", fut_t, raw)
+            row("kafka", "KafkaBus", ad_t, raw)
 
 
 def main(argv: list[str] | None = None) -> None:

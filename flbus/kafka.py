@@ -100,6 +100,8 @@ def _error(what: str, exc: BaseException) -> BusError:
         | OSError,
     ):
         return BrokerUnavailableError(text)
+    if isinstance(exc, AssertionError) and "partition" in str(exc):
+        return TopicError(text)  # aiokafka asserts on a partition the topic lacks
     if isinstance(exc, kerr.KafkaTimeoutError | kerr.RequestTimedOutError):
         return PublishError(text) if what.startswith("publish") else BrokerUnavailableError(text)
     return BusError(text)
@@ -335,7 +337,7 @@ class KafkaBus(LogBus):
 
 async def _all_partitions(producer: AIOKafkaProducer, topics: Sequence[str]) -> list[KafkaTP]:
     """Every partition of ``topics`` (the producer waits for a new topic's metadata)."""
-    out = []
+    out: list[KafkaTP] = []
     for topic in topics:
         partitions = await producer.partitions_for(topic)
         out.extend(KafkaTP(topic, p) for p in sorted(partitions))

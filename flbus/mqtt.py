@@ -42,15 +42,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import structlog
-from paho.mqtt.client import (
-    CallbackAPIVersion,
-    Client,
-    ConnectFlags,
-    DisconnectFlags,
-    MQTTErrorCode,
-    MQTTMessage,
-    MQTTv5,
-)
+from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -108,6 +101,10 @@ def _mapped(what: str) -> Iterator[None]:
         raise
     except (ValueError, OSError) as exc:
         raise _error(what, exc) from exc
+
+
+def _properties(packet_type: int) -> Properties:
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
 
 
 def _check_rc(what: str, rc: MQTTErrorCode) -> None:
@@ -222,7 +219,7 @@ class MqttBus(PubSubBus):
         client = Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            protocol=MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv5,
             reconnect_on_failure=True,
         )
         if self._url.username is not None:
@@ -235,7 +232,7 @@ class MqttBus(PubSubBus):
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_socket_open = _no_delay
-        props = Properties(PacketTypes.CONNECT)
+        props = _properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self._session_expiry
         with _mapped(f"connect to {self._url.safe}"):
             client.connect_async(
@@ -282,7 +279,7 @@ class MqttBus(PubSubBus):
         assert client is not None
         props = None
         if session_end:
-            props = Properties(PacketTypes.DISCONNECT)
+            props = _properties(PacketTypes.DISCONNECT)
             props.SessionExpiryInterval = 0
         client.disconnect(properties=props)
         await asyncio.to_thread(client.loop_stop)
@@ -307,7 +304,7 @@ class MqttBus(PubSubBus):
         props = None
         size = len(value) + len(topic) + _PACKET_OVERHEAD
         if headers:
-            props = Properties(PacketTypes.PUBLISH)
+            props = _properties(PacketTypes.PUBLISH)
             try:
                 props.UserProperty = [(k, v.decode()) for k, v in headers]
             except UnicodeDecodeError as exc:
@@ -379,7 +376,7 @@ class MqttBus(PubSubBus):
         sub_id = next(self._next_id)
         sub.ids.append(sub_id)
         self._id_sub[sub_id] = sub
-        props = Properties(PacketTypes.SUBSCRIBE)
+        props = _properties(PacketTypes.SUBSCRIBE)
         props.SubscriptionIdentifier = sub_id
         opts = SubscribeOptions(qos=1, retainAsPublished=False, retainHandling=retain_handling)
         with _mapped(f"subscribe to {list(sub.broker_filters)}"):
@@ -539,7 +536,7 @@ class MqttBus(PubSubBus):
             for flt, bf in zip(sub.filters, sub.broker_filters, strict=True):
                 if not matches(flt, record.topic):
                     continue
-                members = self._filter_subs.get(bf, ())
+                members: Sequence[_MqttSub] = self._filter_subs.get(bf, ())
                 if sub.shared and members:
                     turn = self._turn.get(bf, 0)
                     self._turn[bf] = turn + 1

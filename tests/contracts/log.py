@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from flbus.errors import BusError
+from flbus.errors import BusError, TopicError
 from flbus.port import LogBus, LogSubscription, Record, TopicPartition
 from tests.contracts.pubsub import drain
 
@@ -154,3 +154,21 @@ class LogContract:
         await bus.create_topic(topic, partitions=2, compacted=True)
         meta = await bus.publish(topic, b"plan", key=b"digits_mlp")
         assert meta.partition in (0, 1)
+
+    async def test_commit_covers_only_records_get_returned(self, bus: LogBus) -> None:
+        topic = unique()
+        group = "g-" + uuid.uuid4().hex[:8]
+        await bus.create_topic(topic)
+        for i in range(10):
+            await bus.publish(topic, b"%d" % i)
+        sub = await bus.subscribe([topic], group=group)
+        await drain(sub, 3, timeout=30)  # a fetch may bring all ten; three were handed out
+        await sub.commit()
+        assert await sub.committed(TopicPartition(topic, 0)) == 3
+        await sub.close()
+
+    async def test_publish_to_missing_partition_is_refused(self, bus: LogBus) -> None:
+        topic = unique()
+        await bus.create_topic(topic, partitions=2)
+        with pytest.raises(TopicError):
+            await bus.publish(topic, b"x", partition=2)

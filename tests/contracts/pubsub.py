@@ -136,3 +136,17 @@ class PubSubContract:
             await bus.publish("a/+/b", b"x")
         with pytest.raises(TopicError):
             await bus.subscribe(["a/#/b"])
+
+    async def test_two_subscribers_to_one_filter_both_receive_until_closed(
+        self, bus: PubSubBus
+    ) -> None:
+        topic = unique() + "/twice"
+        first = await self.subscribed(bus, [topic])
+        second = await self.subscribed(bus, [topic])
+        await bus.publish(topic, b"a")
+        assert [r.value for r in await drain(first, 1)] == [b"a"]
+        assert [r.value for r in await drain(second, 1)] == [b"a"]
+        await first.close()
+        await bus.publish(topic, b"b")  # closing one must not unsubscribe the other
+        assert [r.value for r in await drain(second, 1)] == [b"b"]
+        await second.close()
