@@ -1,1 +1,7 @@
+"""Hospital aggregator: folds one hospital's device updates into one partial per round.
 
+Modules: config (typed settings), intake (records -> updates, failures or
+decode errors), tally (per-round bookkeeping over flcore), ledger (which
+offsets may be committed), aggregator (the handler and its loop), app (the
+composition root), cli (``flctl aggregator``).
+"""

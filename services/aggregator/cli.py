@@ -1,0 +1,91 @@
+"""``flctl aggregator --hospital H``: one hospital's aggregator against a real Kafka."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+import structlog
+
+from flbus.errors import BusError
+from flctl.main import Subparsers, env_option
+from services.aggregator.app import build, wall_clock_ms
+from services.aggregator.config import AggregatorConfig
+from services.aggregator.errors import SettingError
+from services.common.logs import configure_logging
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add ``flctl aggregator``."""
+    p = subparsers.add_parser(
+        "aggregator",
+        help="run one hospital's aggregator (Kafka only, outbound)",
+        description="Fold a hospital's device updates from fl.v1.updates.<H> into one "
+        "partial aggregate per round on fl.v1.partials; runs until SIGINT/SIGTERM.",
+    )
+    env_option(p, "--hospital", env="FL_HOSPITAL", help="hospital id this aggregator serves")
+    env_option(
+        p,
+        "--kafka-bootstrap",
+        env="FL_KAFKA_BOOTSTRAP",
+        default="127.0.0.1:9092",
+        help="Kafka bootstrap servers, comma separated",
+    )
+    env_option(
+        p, "--token-secret", env="FL_TOKEN_SECRET", help="admission token secret (as selectors)"
+    )
+    env_option(p, "--tick-ms", env="FL_AGGREGATOR_TICK_MS", type=int, default=50, help="tick")
+    env_option(
+        p, "--group", env="FL_AGGREGATOR_GROUP", help="consumer group (default aggregator.<H>)"
+    )
+    env_option(
+        p,
+        "--catch-up-idle-ms",
+        env="FL_AGGREGATOR_CATCH_UP_IDLE_MS",
+        type=int,
+        default=2000,
+        help="start-up reads end after this long without a record",
+    )
+    env_option(p, "--log-format", env="FL_LOG_FORMAT", default="json", help="json or console")
+    env_option(p, "--log-level", env="FL_LOG_LEVEL", default="info", help="log level")
+    p.set_defaults(handler=_run)
+
+
+def config_from_args(args: argparse.Namespace) -> AggregatorConfig:
+    """Build the validated config from parsed flags (raises SettingError)."""
+    return AggregatorConfig(
+        hospital=args.hospital or "",
+        token_secret=(args.token_secret or "").encode(),
+        kafka_bootstrap=args.kafka_bootstrap,
+        group=args.group or "",
+        tick_ms=args.tick_ms,
+        catch_up_idle_ms=args.catch_up_idle_ms,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except SettingError as exc:
+        print(f"flctl aggregator: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_format, args.log_level)
+    try:
+        asyncio.run(_serve(config))
+    except BusError as exc:
+        structlog.get_logger("aggregator").error("aggregator.failed", error=repr(exc))
+        return 1
+    return 0
+
+
+async def _serve(config: AggregatorConfig) -> None:
+    from flbus.kafka import KafkaBus  # imported here: only the real process needs aiokafka
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with KafkaBus(config.kafka_bootstrap, client_id=f"aggregator-{config.hospital}") as bus:
+        await build(config, bus, wall_clock_ms).run(stop)
