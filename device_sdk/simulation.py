@@ -1,0 +1,223 @@
+"""A population of simulated devices in one process, each a real ``Device``.
+
+Every device owns its shard of the bundled scikit-learn data (loaded into its
+own example store as predictions with late labels), is available always or
+on some compressed nights of the week (``SimClock``: a simulated week passes in
+``week_seconds`` of wall time), may vanish mid-round (``dropout``) and trains
+slower or faster (a per-device ``slowdown`` factor). Deadlines in messages stay
+wall-clock milliseconds; only availability runs on simulated time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import structlog
+
+from device_sdk.client import Device, DeviceConfig, wall_ms
+from device_sdk.eligibility import (
+    ConditionsProvider,
+    DeviceConditions,
+    FixedConditions,
+    SimulatedConditions,
+)
+from flbus.errors import BusError
+from flbus.port import PubSubBus
+from flcore.partition import Partition, dirichlet_partition
+from modelzoo.registry import get_spec
+
+log = structlog.get_logger(__name__)
+
+Availability = Literal["always", "nights"]
+AVAILABILITIES: tuple[str, ...] = ("always", "nights")
+ALWAYS = DeviceConditions(
+    charging=True, unmetered_network=True, idle=True, battery_level=1.0, free_memory_mb=4096
+)
+WEEK = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class SimClock:
+    """Simulated wall time running ``scale`` times faster than the real clock."""
+
+    start: datetime
+    wall_start_ms: int
+    scale: float
+    wall: Callable[[], int] = wall_ms
+
+    @classmethod
+    def compressed(
+        cls,
+        week_seconds: float,
+        *,
+        start: datetime | None = None,
+        wall: Callable[[], int] = wall_ms,
+    ) -> SimClock:
+        """A clock on which one simulated week lasts ``week_seconds`` real seconds."""
+        if week_seconds <= 0:
+            raise ValueError(f"week_seconds must be > 0, got {week_seconds}")
+        begin = start or datetime(2026, 1, 5, 18, 0, tzinfo=UTC)  # a Monday evening
+        return cls(begin, wall(), WEEK.total_seconds() / week_seconds, wall)
+
+    def now(self) -> datetime:
+        """The simulated time now."""
+        return self.start + timedelta(milliseconds=(self.wall() - self.wall_start_ms) * self.scale)
+
+
+def partitions_for(
+    models: Sequence[str], hospitals: int, devices_per_hospital: int, alpha: float, seed: int
+) -> dict[str, Partition]:
+    """A seeded Dirichlet split of each model's data set (fresh ``default_rng(seed)`` each)."""
+    out: dict[str, Partition] = {}
+    for model in models:
+        labels = get_spec(model).load_data().y
+        rng = np.random.default_rng(seed)
+        out[model] = dirichlet_partition(
+            labels, hospitals, devices_per_hospital, alpha, rng, dataset=model
+        )
+    return out
+
+
+def _conditions(availability: str, seed: int) -> ConditionsProvider:
+    if availability == "always":
+        return FixedConditions(ALWAYS)
+    if availability == "nights":
+        return SimulatedConditions(seed=seed)
+    raise ValueError(f"availability must be one of {AVAILABILITIES}, got {availability!r}")
+
+
+def load_shard(device: Device, model: str, rows: Sequence[int], rng: np.random.Generator) -> None:
+    """Put ``rows`` of the model's data set into the device's store, predicted days ago,
+    labelled now (the late labels have all arrived)."""
+    data = get_spec(model).load_data()
+    now = datetime.fromtimestamp(device.clock() / 1000, UTC)
+    # A simulated device's store is scratch: one fsync per example (~10 ms) would make
+    # loading a 30-device population take minutes, so durability is turned off here.
+    device.store._conn.execute("PRAGMA synchronous = OFF")
+    for row in rows:
+        example_id = f"{model}:{row}"
+        predicted = now - timedelta(days=float(rng.uniform(1, 60)))
+        device.record_prediction(example_id, data.X[row], -1, predicted, model=model)
+        device.attach_label(example_id, int(data.y[row]), now)
+
+
+class Population:
+    """K simulated devices sharing one event loop (and, optionally, one training executor)."""
+
+    def __init__(
+        self, devices: Sequence[Device], *, buses: Sequence[PubSubBus] = (), manage_buses: bool
+    ) -> None:
+        self.devices = list(devices)
+        self._buses = list(buses)
+        self._manage = manage_buses
+
+    @classmethod
+    def from_partition(
+        cls,
+        partitions: Mapping[str, Partition],
+        bus_factory: Callable[[str], PubSubBus],
+        storage_root: Path,
+        *,
+        dropout: float = 0.0,
+        availability: str = "always",
+        seed: int = 0,
+        executor: Executor | None = None,
+        week_seconds: float = 60.0,
+        max_slowdown: float = 1.0,
+        manage_buses: bool = True,
+        clock: Callable[[], int] = wall_ms,
+        poll_interval_s: float = 0.25,
+    ) -> Population:
+        """One Device per (hospital, device) of the partitions, holding its rows of each model.
+
+        ``bus_factory(device_id)`` gives each device its bus (an ``MqttBus`` with that
+        client id, or one shared ``MemoryPubSub``). With ``manage_buses`` the
+        population starts and stops every distinct bus it was given.
+        """
+        sim = SimClock.compressed(week_seconds, wall=clock)
+        shards: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
+        for model, partition in partitions.items():
+            for shard in partition.devices:
+                shards.setdefault((shard.hospital, shard.device), {})[model] = shard.train
+        rng = np.random.default_rng(seed)
+        devices: list[Device] = []
+        buses: list[PubSubBus] = []
+        for index, ((hospital, device_id), rows) in enumerate(sorted(shards.items())):
+            device_seed = seed * 100_003 + index
+            config = DeviceConfig(
+                device_id=device_id,
+                hospital_id=hospital,
+                models=tuple(sorted(rows)),
+                storage_dir=Path(storage_root) / hospital / device_id,
+                dropout=dropout,
+                slowdown=float(rng.uniform(1.0, max_slowdown)) if max_slowdown > 1 else 1.0,
+                poll_interval_s=poll_interval_s,
+            )
+            bus = bus_factory(device_id)
+            if all(b is not bus for b in buses):
+                buses.append(bus)
+            device = Device(
+                config,
+                bus,
+                conditions=_conditions(availability, device_seed),
+                clock=clock,
+                conditions_clock=sim.now,
+                seed=device_seed,
+                executor=executor,
+            )
+            data_rng = np.random.default_rng(device_seed)
+            for model, train_rows in sorted(rows.items()):
+                load_shard(device, model, train_rows, data_rng)
+            devices.append(device)
+        log.info(
+            "population.created",
+            devices=len(devices),
+            models=sorted(partitions),
+            availability=availability,
+            dropout=dropout,
+        )
+        return cls(devices, buses=buses, manage_buses=manage_buses)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every device until ``stop`` is set."""
+        if self._manage:
+            await asyncio.gather(*(self._start(bus, stop) for bus in self._buses))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for device in self.devices:
+                    group.create_task(device.run(stop))
+        finally:
+            for device in self.devices:
+                device.close()
+            if self._manage:
+                for bus in self._buses:
+                    with contextlib.suppress(BusError):
+                        await bus.stop()
+            log.info("population.stopped", **self.totals())
+
+    @staticmethod
+    async def _start(bus: PubSubBus, stop: asyncio.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await bus.start()
+                return
+            except BusError as exc:
+                log.warning("bus.unavailable", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def totals(self) -> dict[str, Any]:
+        """Check-ins, tasks, uploads, failures, dropouts and training seconds, summed."""
+        keys = ("checkins", "tasks", "retries", "uploads", "failures", "dropouts", "bus_errors")
+        out: dict[str, Any] = {k: sum(getattr(d.stats, k) for d in self.devices) for k in keys}
+        out["train_seconds"] = round(sum(d.stats.train_seconds for d in self.devices), 3)
+        return out

@@ -1,0 +1,82 @@
+"""The device population simulator on the in-memory bus, admitting every check-in by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from device_sdk.client import plan_topic
+from device_sdk.simulation import Population, SimClock, _conditions, partitions_for
+from flbus.memory import MemoryPubSub
+from modelzoo import generate_artifacts
+from schemas import CheckIn, ModelUpdate, decode, encode
+from schemas.chunking import ChunkedReceiver
+from schemas.topics import MQTT_ROOT
+from tests.unit.test_sdk_client_harness import MODEL, bundle_of, plan, publish_model, version_of
+from tests.unit.test_sdk_client_harness import task as make_task
+
+pytestmark = pytest.mark.unit
+
+
+def test_sim_clock_compresses_a_week_into_the_given_seconds() -> None:
+    wall = [1_000_000]
+    clock = SimClock.compressed(7.0, wall=lambda: wall[0])
+    start = clock.now()
+    wall[0] += 1_000  # one real second = one simulated day
+    assert clock.now() - start == timedelta(days=1)
+
+
+def test_nights_availability_docks_some_nights_not_days() -> None:
+    provider = _conditions("nights", seed=3)
+    nights = [datetime(2026, 1, d, 23, 0, tzinfo=UTC) for d in range(1, 29)]
+    docked = sum(provider.conditions(t).charging for t in nights)
+    noon = [provider.conditions(t.replace(hour=12)).charging for t in nights]
+    assert 4 <= docked <= 24 and not any(noon)
+
+
+async def test_population_devices_each_upload_their_shard_once(tmp_path: Path) -> None:
+    # Prepare: 2 hospitals x 3 devices, the model published, round 1 selecting.
+    art = tmp_path / "art" / MODEL
+    generate_artifacts(MODEL, art, optimizers=("sgd",))
+    bus = MemoryPubSub()
+    await bus.start()
+    await publish_model(bus, version_of(art), bundle_of(art))
+    partitions = partitions_for([MODEL], 2, 3, alpha=0.5, seed=0)
+    sub = await bus.subscribe([f"{MQTT_ROOT}/+/+/checkin", f"{MQTT_ROOT}/+/+/upload"])
+    with ThreadPoolExecutor(1) as pool:
+        population = Population.from_partition(
+            partitions, lambda _: bus, tmp_path / "devices", seed=0, executor=pool,
+            manage_buses=False, poll_interval_s=0.02,
+        )  # fmt: skip
+        stop = asyncio.Event()
+        job = asyncio.create_task(population.run(stop))
+        both = replace(plan(1), hospitals=("h0", "h1"), targets=(3, 3))
+        await bus.publish(plan_topic(MODEL), encode(both), retain=True)
+        # Execute: admit every check-in, collect the updates.
+        rx, updates = ChunkedReceiver(), {}
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 30
+        while len(updates) < 6 and loop.time() < end:
+            record = await sub.get(0.1)
+            if record is None:
+                continue
+            if record.topic.endswith("/checkin"):
+                c = decode(record.value)
+                assert isinstance(c, CheckIn)
+                t = replace(make_task(1, device=c.device_id), hospital_id=c.hospital_id)
+                await bus.publish(f"{MQTT_ROOT}/{c.hospital_id}/{c.device_id}/task", encode(t))
+            elif (msg := rx.add(record.value, 0)) is not None:
+                updates[msg.device_id] = msg
+        stop.set()
+        await job
+    await bus.stop()
+    # Assert: every device trained on exactly its own rows.
+    rows = {d.device: len(d.train) for d in partitions[MODEL].devices}
+    assert {k: u.num_examples for k, u in updates.items()} == rows
+    assert all(isinstance(u, ModelUpdate) for u in updates.values())
+    assert population.totals()["uploads"] == 6
