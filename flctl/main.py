@@ -25,6 +25,7 @@ Subparsers = Any  # argparse's _SubParsersAction is private; registrars receive 
 #: replay, status) appends its registrar here.
 COMMANDS: list[str] = [
     "flctl.main:register_brokers",
+    "device_sdk.cli:register",
     "services.coordinator.cli:register",
     "services.selector.cli:register",
 ]
