@@ -137,17 +137,19 @@ async def selector_side(bus: PubSubBus, device: str = "d0") -> AsyncIterator[Sel
         await sub.close()
 
 
-def make_device(bus: PubSubBus, root: Path, clock: FakeClock, **kwargs: Any) -> Device:
-    """Device d0 of h0 with 60 labelled digits, good conditions unless overridden."""
+def make_device(
+    bus: PubSubBus, root: Path, clock: Callable[[], int], device: str = "d0", **kwargs: Any
+) -> Device:
+    """Device ``device`` of h0 with 60 labelled digits, good conditions unless overridden."""
     conditions = kwargs.pop("conditions", GOOD)
-    config = DeviceConfig("d0", "h0", (MODEL,), root, poll_interval_s=0.02, max_chunk_bytes=4096)
+    config = DeviceConfig(device, "h0", (MODEL,), root, poll_interval_s=0.02, max_chunk_bytes=4096)
     config = replace(config, **kwargs)
-    device = Device(config, bus, conditions=FixedConditions(conditions), clock=clock, seed=1)
+    dev = Device(config, bus, conditions=FixedConditions(conditions), clock=clock, seed=1)
     data = get_spec(MODEL).load_data()
     for i in range(60):
-        device.record_prediction(f"ex{i}", data.X[i], 0, model=MODEL)
-        device.attach_label(f"ex{i}", int(data.y[i]))
-    return device
+        dev.record_prediction(f"ex{i}", data.X[i], 0, model=MODEL)
+        dev.attach_label(f"ex{i}", int(data.y[i]))
+    return dev
 
 
 @contextlib.asynccontextmanager
