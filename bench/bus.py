@@ -14,6 +14,8 @@ with ``wait_for_publish`` and an ``on_message`` counter; aiokafka with
 ``send_and_wait`` gathered per window (``raw-futs``: its ``send`` futures) and
 a ``getmany`` loop. Overhead is the adapter's time over ``raw-*``. Each case
 runs ``--repeat`` times, alternating raw and adapter, and the best run counts.
+``CPU us/msg`` is this process's CPU time (every thread) per message: the
+client-side cost, which other load on the machine disturbs less than wall time.
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ from pathlib import Path
 SIZES = {"4KiB": (4 * 1024, 5000), "512KiB": (512 * 1024, 200)}
 
 
+Timing = tuple[float, float]  # wall seconds, CPU seconds of this process (all threads)
+
+
+def _clock() -> Timing:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: Timing) -> Timing:
+    return time.perf_counter() - start[0], time.process_time() - start[1]
+
+
 @dataclass
 class Result:
     """One measured case."""
@@ -45,22 +58,29 @@ class Result:
     n: int
     nbytes: int
     seconds: float
+    cpu: float
 
     def line(self, raw: Result | None) -> str:
-        """A table row; the overhead compares time per message with ``raw``."""
+        """A table row; the overheads compare wall and CPU time with ``raw``."""
         rate = self.n / self.seconds
         mbps = self.n * self.nbytes / self.seconds / 1e6
-        over = "" if raw is None else f"{(self.seconds / raw.seconds - 1) * 100:+7.1f}%"
+        cpu_us = self.cpu / self.n * 1e6
+        over = ""
+        if raw is not None:
+            over = (
+                f"{(self.seconds / raw.seconds - 1) * 100:+8.1f}%"
+                f"{(self.cpu / raw.cpu - 1) * 100:+8.1f}%"
+            )
         return (
             f"{self.plane:<7}{self.impl:<10}{self.size:>7}{self.n:>7}"
-            f"{rate:>12,.0f}{mbps:>10,.1f}  {over}"
+            f"{rate:>11,.0f}{mbps:>10,.1f}{cpu_us:>10,.0f}{over}"
         )
 
 
 # -- MQTT ------------------------------------------------------------------------
 
 
-def raw_paho(url: str, n: int, payload: bytes, window: int, inflight: int) -> float:
+def raw_paho(url: str, n: int, payload: bytes, window: int, inflight: int) -> Timing:
     """Seconds for ``n`` QoS 1 messages through bare paho (threaded loops)."""
     from urllib.parse import urlsplit
 
@@ -97,21 +117,21 @@ def raw_paho(url: str, n: int, payload: bytes, window: int, inflight: int) -> fl
     sub, pub = clients
     sub.subscribe(topic, options=SubscribeOptions(qos=1))
     subscribed.wait(10)
-    start = time.perf_counter()
+    start = _clock()
     for i in range(0, n, window):
         infos = [pub.publish(topic, payload, qos=1) for _ in range(min(window, n - i))]
         for info in infos:
             info.wait_for_publish(30)
     if not done.wait(60):
         raise RuntimeError(f"raw paho: {got} of {n} arrived")
-    seconds = time.perf_counter() - start
+    seconds = _since(start)
     for c in clients:
         c.disconnect()
         c.loop_stop()
     return seconds
 
 
-async def adapter_pubsub(make: Callable[[], object], n: int, payload: bytes, window: int) -> float:
+async def adapter_pubsub(make: Callable[[], object], n: int, payload: bytes, window: int) -> Timing:
     """Seconds for ``n`` messages through a PubSubBus (MqttBus or MemoryPubSub)."""
     from flbus.port import PubSubBus
 
@@ -126,12 +146,12 @@ async def adapter_pubsub(make: Callable[[], object], n: int, payload: bytes, win
             if await sub.get(60) is None:
                 raise RuntimeError("adapter: a message did not arrive")
 
-    start = time.perf_counter()
+    start = _clock()
     consumer = asyncio.ensure_future(consume())
     for i in range(0, n, window):
         await asyncio.gather(*[bus.publish(topic, payload) for _ in range(min(window, n - i))])
     await consumer
-    seconds = time.perf_counter() - start
+    seconds = _since(start)
     await bus.stop()
     return seconds
 
@@ -141,7 +161,7 @@ async def adapter_pubsub(make: Callable[[], object], n: int, payload: bytes, win
 
 async def raw_aiokafka(
     bootstrap: str, n: int, payload: bytes, window: int, futures: bool = False
-) -> float:
+) -> Timing:
     """Seconds for ``n`` records through bare aiokafka (idempotent, acks=all).
 
     By default each window gathers ``send_and_wait`` calls, the shape a
@@ -179,7 +199,7 @@ async def raw_aiokafka(
                 for _record in records:  # touch each, as the adapter hands each out
                     got += 1
 
-    start = time.perf_counter()
+    start = _clock()
     task = asyncio.ensure_future(consume())
     for i in range(0, n, window):
         k = min(window, n - i)
@@ -188,13 +208,13 @@ async def raw_aiokafka(
         else:
             await asyncio.gather(*[producer.send_and_wait(topic, payload) for _ in range(k)])
     await asyncio.wait_for(task, 60)
-    seconds = time.perf_counter() - start
+    seconds = _since(start)
     await consumer.stop()
     await producer.stop()
     return seconds
 
 
-async def adapter_log(make: Callable[[], object], n: int, payload: bytes, window: int) -> float:
+async def adapter_log(make: Callable[[], object], n: int, payload: bytes, window: int) -> Timing:
     """Seconds for ``n`` records through a LogBus (KafkaBus or MemoryLog)."""
     from flbus.port import LogBus
 
@@ -210,12 +230,12 @@ async def adapter_log(make: Callable[[], object], n: int, payload: bytes, window
             if await sub.get(60) is None:
                 raise RuntimeError("adapter: a record did not arrive")
 
-    start = time.perf_counter()
+    start = _clock()
     consumer = asyncio.ensure_future(consume())
     for i in range(0, n, window):
         await asyncio.gather(*[bus.publish(topic, payload) for _ in range(min(window, n - i))])
     await consumer
-    seconds = time.perf_counter() - start
+    seconds = _since(start)
     await bus.stop()
     return seconds
 
@@ -231,14 +251,18 @@ def measure(args: argparse.Namespace, mqtt_url: str | None, kafka: str | None) -
 
     w, inflight = args.window, args.inflight
     print(f"window={w} inflight={inflight} repeat={args.repeat} (best run), loopback")
-    print(f"{'plane':<7}{'impl':<10}{'size':>7}{'msgs':>7}{'msg/s':>12}{'MB/s':>10}  vs raw")
+    print(
+        f"{'plane':<7}{'impl':<10}{'size':>7}{'msgs':>7}{'msg/s':>11}{'MB/s':>10}"
+        f"{'CPU us/msg':>11}{'wall':>8}{'CPU':>9} vs raw"
+    )
 
     for size, (nbytes, n) in SIZES.items():
         n = max(1, int(n * args.scale))
         payload = os.urandom(nbytes)
 
-        def row(plane: str, impl: str, times: list[float], raw: Result | None = None) -> Result:
-            result = Result(plane, impl, size, n, nbytes, min(times))  # noqa: B023
+        def row(plane: str, impl: str, times: list[Timing], raw: Result | None = None) -> Result:
+            wall, cpu = min(t[0] for t in times), min(t[1] for t in times)
+            result = Result(plane, impl, size, n, nbytes, wall, cpu)  # noqa: B023
             print(result.line(raw), flush=True)
             return result
 

@@ -30,8 +30,8 @@ value that is not UTF-8 raises PublishError.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
-import random
 import secrets
 import socket
 from collections import deque
@@ -61,7 +61,7 @@ from flbus.port import Headers, PubSubBus, Record, Subscription
 
 log = structlog.get_logger(__name__)
 
-_MAX_SUB_ID = 268_435_455  # the largest MQTT v5 subscription identifier
+_MAX_PACKET = 268_435_455  # MQTT's largest remaining length
 _PACKET_OVERHEAD = 64  # fixed header, lengths, packet id, property framing
 
 
@@ -185,7 +185,7 @@ class MqttBus(PubSubBus):
         self._publish_timeout = publish_timeout
         self._reconnect_delay = reconnect_delay
         self._max_inflight = max_inflight
-        self._max_packet = _MAX_SUB_ID  # until CONNACK says otherwise
+        self._max_packet = _MAX_PACKET  # until CONNACK says otherwise
         self._orphans: deque[tuple[Record, tuple[int, ...]]] = deque(maxlen=max_orphans)
 
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,11 +196,15 @@ class MqttBus(PubSubBus):
         self._closed = False
         self._connected = asyncio.Event()
         self._first_connect: asyncio.Future[None] | None = None
-        self._acks: dict[int, asyncio.Future[None]] = {}
+        self._acks: dict[int, tuple[asyncio.Future[None], float, str]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self._subacks: dict[int, asyncio.Future[list[ReasonCode]]] = {}
 
         # Routing tables; see the module docstring.
-        self._next_id = itertools.count(random.randrange(1, _MAX_SUB_ID // 2))
+        # Small identifiers: paho re-slices the whole payload once per byte of
+        # each property it decodes, so a 1-byte identifier is cheapest.
+        self._next_id = itertools.count(1)
+        self._free_ids: list[int] = []
         self._subs: list[_MqttSub] = []
         self._id_sub: dict[int, _MqttSub] = {}  # subscription identifier -> its subscription
         self._filter_subs: dict[str, list[_MqttSub]] = {}  # broker filter -> local subscribers
@@ -255,6 +259,7 @@ class MqttBus(PubSubBus):
                 f"within {self._connect_timeout:g}s{reason}"
             ) from None
         self._started = True
+        self._sweep()
 
     async def stop(self) -> None:
         """Disconnect; local subscriptions end, the broker session follows ``client_id``."""
@@ -266,7 +271,10 @@ class MqttBus(PubSubBus):
         self._subs.clear()
         if self._client is not None:
             await self._shutdown_client(session_end=self._ephemeral)
-        for fut in list(self._acks.values()) + list(self._subacks.values()):
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        pending = [entry[0] for entry in self._acks.values()] + list(self._subacks.values())
+        for fut in pending:
             if not fut.done():
                 fut.set_exception(BusClosedError("the MQTT bus was stopped"))
         self._acks.clear()
@@ -322,24 +330,25 @@ class MqttBus(PubSubBus):
         loop = self._loop
         assert loop is not None
         fut: asyncio.Future[None] = loop.create_future()
-        self._acks[info.mid] = fut
-        timer = None
-        if self._publish_timeout is not None:
-            timer = loop.call_later(self._publish_timeout, self._expire, info.mid, topic)
+        self._acks[info.mid] = (fut, loop.time(), topic)
         try:
             await fut
         finally:
-            if timer is not None:
-                timer.cancel()
             if not fut.done() or fut.cancelled():
                 self._acks.pop(info.mid, None)
 
-    def _expire(self, mid: int, topic: str) -> None:
-        fut = self._acks.pop(mid, None)
-        if fut is not None and not fut.done():
-            fut.set_exception(
-                PublishError(f"no PUBACK for {topic!r} within {self._publish_timeout:g}s")
-            )
+    def _sweep(self) -> None:
+        """Fail publishes whose PUBACK is overdue (one timer for all, not one each)."""
+        loop, timeout = self._loop, self._publish_timeout
+        if loop is None or timeout is None or self._closed:
+            return
+        now = loop.time()
+        for mid, (fut, sent, topic) in list(self._acks.items()):
+            if now - sent >= timeout:
+                del self._acks[mid]
+                if not fut.done():
+                    fut.set_exception(PublishError(f"no PUBACK for {topic!r} within {timeout:g}s"))
+        self._sweeper = loop.call_later(min(1.0, timeout / 4), self._sweep)
 
     # -- subscribe ---------------------------------------------------------------
 
@@ -365,19 +374,28 @@ class MqttBus(PubSubBus):
         for bf in sub.broker_filters:
             self._filter_subs.setdefault(bf, []).append(sub)
         self._adopt_orphans(sub)
+        overlapping = [s for s in self._subs if s is not sub and _overlap(s, sub)]
         try:
-            await self._send_subscribe(client, sub, retain_handling=0)
+            for other in overlapping:
+                if other.plain:  # give it an identifier too, keeping its subscription
+                    await self._send_subscribe(client, other, retain_handling=2, with_id=True)
+            await self._send_subscribe(client, sub, retain_handling=0, with_id=bool(overlapping))
         except BaseException:
             await sub.close()
             raise
         return sub
 
-    async def _send_subscribe(self, client: Client, sub: _MqttSub, *, retain_handling: int) -> None:
-        sub_id = next(self._next_id)
-        sub.ids.append(sub_id)
-        self._id_sub[sub_id] = sub
-        props = _properties(PacketTypes.SUBSCRIBE)
-        props.SubscriptionIdentifier = sub_id
+    async def _send_subscribe(
+        self, client: Client, sub: _MqttSub, *, retain_handling: int, with_id: bool
+    ) -> None:
+        props = None
+        if with_id:
+            sub_id = heapq.heappop(self._free_ids) if self._free_ids else next(self._next_id)
+            sub.ids.append(sub_id)
+            self._id_sub[sub_id] = sub
+            props = _properties(PacketTypes.SUBSCRIBE)
+            props.SubscriptionIdentifier = sub_id
+        sub.plain = not sub.ids
         opts = SubscribeOptions(qos=1, retainAsPublished=False, retainHandling=retain_handling)
         with _mapped(f"subscribe to {list(sub.broker_filters)}"):
             rc, mid = client.subscribe([(bf, opts) for bf in sub.broker_filters], properties=props)
@@ -394,7 +412,8 @@ class MqttBus(PubSubBus):
         if sub in self._subs:
             self._subs.remove(sub)
         for sub_id in sub.ids:
-            self._id_sub.pop(sub_id, None)
+            if self._id_sub.pop(sub_id, None) is not None:
+                heapq.heappush(self._free_ids, sub_id)
         gone = []
         for bf in sub.broker_filters:
             members = self._filter_subs.get(bf, [])
@@ -485,7 +504,7 @@ class MqttBus(PubSubBus):
             if first is not None and not first.done():
                 first.set_exception(_error(f"connect to {self._url.safe}", reason))
             return
-        self._max_packet = getattr(props, "MaximumPacketSize", None) or _MAX_SUB_ID
+        self._max_packet = getattr(props, "MaximumPacketSize", None) or _MAX_PACKET
         self._connected.set()
         resumed = first is not None and first.done()
         log.info(
@@ -501,7 +520,8 @@ class MqttBus(PubSubBus):
             # The broker lost our session (restart without persistence, or expiry).
             client = self._client
             for sub in list(self._subs):
-                task = asyncio.ensure_future(self._send_subscribe(client, sub, retain_handling=0))
+                again = self._send_subscribe(client, sub, retain_handling=0, with_id=not sub.plain)
+                task = asyncio.ensure_future(again)
                 task.add_done_callback(_log_resubscribe)
 
     def _disconnected_cb(self, reason: ReasonCode) -> None:
@@ -510,9 +530,10 @@ class MqttBus(PubSubBus):
             log.warning("mqtt.disconnected", url=self._url.safe, reason=str(reason))
 
     def _acked(self, mid: int, reason: ReasonCode) -> None:
-        fut = self._acks.pop(mid, None)
-        if fut is None or fut.done():
+        entry = self._acks.pop(mid, None)
+        if entry is None or entry[0].done():
             return
+        fut = entry[0]
         if reason.is_failure:
             fut.set_exception(_error("publish", reason))
         else:  # 0x10 "no matching subscribers" is a success
@@ -525,12 +546,16 @@ class MqttBus(PubSubBus):
 
     def _deliver(self, record: Record, ids: tuple[int, ...]) -> None:
         targets: list[_MqttSub] = []
+        if not ids:  # from a subscription without identifier: it overlaps no other
+            for plain in self._subs:
+                if plain.plain and any(matches(f, record.topic) for f in plain.filters):
+                    targets.append(plain)
         for sub_id in ids:
             sub = self._id_sub.get(sub_id)
             if sub is None:
                 continue
             if record.retained:  # a replay for exactly this SUBSCRIBE
-                if sub not in targets:
+                if sub not in targets and any(matches(f, record.topic) for f in sub.filters):
                     targets.append(sub)
                 continue
             for flt, bf in zip(sub.filters, sub.broker_filters, strict=True):
@@ -544,9 +569,10 @@ class MqttBus(PubSubBus):
                 for member in members:
                     if member not in targets:
                         targets.append(member)
-        if not targets and not any(i in self._id_sub for i in ids):
-            # From a subscription of an earlier life of this session (or a broker
-            # without identifiers): any local subscriber whose filters match.
+        if not targets:
+            # From a subscription of an earlier life of this session (its
+            # identifier unknown or since reused), or a broker without
+            # identifiers: any local subscriber whose filters match.
             targets = [s for s in self._subs if any(matches(f, record.topic) for f in s.filters)]
         if not targets:
             if len(self._orphans) == self._orphans.maxlen:
@@ -567,6 +593,22 @@ class MqttBus(PubSubBus):
             else:
                 kept.append((record, ids))
         self._orphans = kept
+
+
+def _filters_overlap(a: str, b: str) -> bool:
+    """Whether some topic matches both MQTT filters."""
+    la, lb = a.split("/"), b.split("/")
+    for x, y in zip(la, lb, strict=False):
+        if x == "#" or y == "#":
+            return True
+        if x != y and "+" not in (x, y):
+            return False
+    return len(la) == len(lb) or "#" in (la[len(lb)] if len(la) > len(lb) else lb[len(la)])
+
+
+def _overlap(a: _MqttSub, b: _MqttSub) -> bool:
+    """Whether the broker could deliver one message for both subscriptions."""
+    return any(_filters_overlap(x, y) for x in a.filters for y in b.filters)
 
 
 def _no_delay(_c: Client, _u: Any, sock: Any) -> None:
@@ -592,6 +634,7 @@ class _MqttSub(Subscription):
     broker_filters: tuple[str, ...]
     shared: bool
     ids: list[int] = field(default_factory=list)
+    plain: bool = False  # subscribed without identifier (overlaps no other subscription)
     queue: asyncio.Queue[Record | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
 

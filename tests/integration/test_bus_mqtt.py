@@ -194,3 +194,21 @@ async def test_mqtt_non_utf8_header_is_refused(mqtt_url: str) -> None:
     async with MqttBus(mqtt_url) as bus:
         with pytest.raises(PublishError, match="UTF-8"):
             await bus.publish(unique() + "/h", b"x", headers=(("digest", b"\xff\xfe"),))
+
+
+async def test_mqtt_overlapping_subscriptions_each_get_exactly_their_messages(
+    mqtt_url: str,
+) -> None:
+    ns = unique()
+    async with MqttBus(mqtt_url) as bus:
+        everything = await bus.subscribe([f"{ns}/#"])
+        await bus.publish(f"{ns}/x", b"1")  # before any overlap: no identifiers in use
+        x_only = await bus.subscribe([f"{ns}/x"])
+        shared = await bus.subscribe([f"{ns}/+"], share_group="g" + uuid.uuid4().hex[:6])
+        await bus.publish(f"{ns}/x", b"2")
+        await bus.publish(f"{ns}/y", b"3")
+        assert [r.value for r in await drain(everything, 3)] == [b"1", b"2", b"3"]
+        assert [r.value for r in await drain(x_only, 1)] == [b"2"]
+        assert [r.value for r in await drain(shared, 2)] == [b"2", b"3"]
+        for sub in (everything, x_only, shared):
+            assert await sub.get(0.2) is None
