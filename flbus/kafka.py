@@ -279,10 +279,16 @@ class KafkaBus(LogBus):
         producer, _ = self._open()
         if topic not in self._known_topics:
             await self._ensure_topic(topic)
-        with _mapped(f"publish to {topic!r}"):
+        try:  # inline, not _mapped(): this is the hot path
             meta = await producer.send_and_wait(
-                topic, value, key=key, partition=partition, headers=list(headers) or None
+                topic,
+                value,
+                key=key,
+                partition=partition,
+                headers=list(headers) if headers else None,
             )
+        except (kerr.KafkaError, OSError, TimeoutError, AssertionError) as exc:
+            raise _error(f"publish to {topic!r}", exc) from exc
         return Published(meta.topic, meta.partition, meta.offset)
 
     # -- subscribe ---------------------------------------------------------------
@@ -371,7 +377,7 @@ class _KafkaSub(LogSubscription, ConsumerRebalanceListener):  # type: ignore[mis
         self._consumer = consumer
         self._group = group
         self._buf: deque[ConsumerRecord[bytes, bytes]] = deque()
-        self._delivered: dict[TopicPartition, int] = {}
+        self._delivered: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset
         self._closed = False
 
     # ConsumerRebalanceListener: drop what belongs to partitions we lost, so a
@@ -380,7 +386,7 @@ class _KafkaSub(LogSubscription, ConsumerRebalanceListener):  # type: ignore[mis
         lost = {TopicPartition(tp.topic, tp.partition) for tp in revoked}
         self._buf = deque(r for r in self._buf if TopicPartition(r.topic, r.partition) not in lost)
         for tp in lost:
-            self._delivered.pop(tp, None)
+            self._delivered.pop((tp.topic, tp.partition), None)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         log.debug("kafka.assigned", group=self._group, partitions=len(assigned))
@@ -406,7 +412,7 @@ class _KafkaSub(LogSubscription, ConsumerRebalanceListener):  # type: ignore[mis
                 if not self._buf and deadline is not None and loop.time() >= deadline:
                     return None
         r = self._buf.popleft()
-        self._delivered[TopicPartition(r.topic, r.partition)] = r.offset
+        self._delivered[(r.topic, r.partition)] = r.offset
         return _to_record(r)
 
     def assignment(self) -> frozenset[TopicPartition]:
@@ -423,7 +429,7 @@ class _KafkaSub(LogSubscription, ConsumerRebalanceListener):  # type: ignore[mis
         if self._group is None:
             raise BusError("commit needs a consumer group")
         if offsets is None:
-            offsets = {tp: o + 1 for tp, o in self._delivered.items()}
+            offsets = {TopicPartition(t, p): o + 1 for (t, p), o in self._delivered.items()}
         if not offsets:
             return
         with _mapped(f"commit for group {self._group!r}"):
