@@ -580,7 +580,7 @@ class MqttBus(PubSubBus):
             self._orphans.append((record, ids))
             return
         for sub in targets:
-            sub.queue.put_nowait(record)
+            sub.put(record)
 
     def _adopt_orphans(self, sub: _MqttSub) -> None:
         """Hand session messages that arrived before any subscription to ``sub``."""
@@ -589,7 +589,7 @@ class MqttBus(PubSubBus):
         kept: deque[tuple[Record, tuple[int, ...]]] = deque(maxlen=self._orphans.maxlen)
         for record, ids in self._orphans:
             if any(matches(f, record.topic) for f in sub.filters):
-                sub.queue.put_nowait(record)
+                sub.put(record)
             else:
                 kept.append((record, ids))
         self._orphans = kept
@@ -627,6 +627,11 @@ def _log_resubscribe(task: asyncio.Future[None]) -> None:
         log.info("mqtt.resubscribed")
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass(eq=False)
 class _MqttSub(Subscription):
     bus: MqttBus
@@ -635,23 +640,39 @@ class _MqttSub(Subscription):
     shared: bool
     ids: list[int] = field(default_factory=list)
     plain: bool = False  # subscribed without identifier (overlaps no other subscription)
-    queue: asyncio.Queue[Record | None] = field(default_factory=asyncio.Queue)
+    # A deque and one future instead of asyncio.Queue + wait_for: no task and
+    # no timer per message on the receive path.
+    buf: deque[Record] = field(default_factory=deque)
+    waiter: asyncio.Future[None] | None = None
     closed: bool = False
+
+    def put(self, record: Record) -> None:
+        """Loop thread: hand ``record`` to the reader."""
+        self.buf.append(record)
+        if self.waiter is not None:
+            _wake(self.waiter)
 
     async def get(self, timeout: float | None = None) -> Record | None:
         if self.closed:
             raise BusClosedError("subscription closed")
-        queue = self.queue
-        if not queue.empty():  # the hot path: no timer, no task
-            record = queue.get_nowait()
-        else:
+        if not self.buf:
+            loop = asyncio.get_running_loop()
+            waiter = self.waiter
+            if waiter is None or waiter.done():
+                waiter = self.waiter = loop.create_future()
+            timer = None if timeout is None else loop.call_later(timeout, _wake, waiter)
             try:
-                record = await asyncio.wait_for(queue.get(), timeout)
-            except TimeoutError:
+                await waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                if self.waiter is waiter:
+                    self.waiter = None
+            if self.closed:
+                raise BusClosedError("subscription closed")
+            if not self.buf:
                 return None
-        if record is None:
-            raise BusClosedError("subscription closed")
-        return record
+        return self.buf.popleft()
 
     async def close(self) -> None:
         """Unsubscribe from the broker (when no other local subscriber shares the filter)."""
@@ -662,4 +683,5 @@ class _MqttSub(Subscription):
     def _end(self) -> None:
         if not self.closed:
             self.closed = True
-            self.queue.put_nowait(None)
+            if self.waiter is not None:
+                _wake(self.waiter)
