@@ -44,7 +44,13 @@ from flbus.port import PubSubBus, Record, Subscription
 from modelzoo.registry import get_spec
 from schemas import CheckIn, RetryAfter, RoundPlan, Task, decode
 from schemas.errors import SchemaError
-from schemas.topics import MQTT_ROOT, checkin_topic, model_manifest_topic, task_topic
+from schemas.topics import (
+    MQTT_ROOT,
+    checkin_topic,
+    model_manifest_topic,
+    plan_topic,
+    task_topic,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -55,14 +61,6 @@ SELECTING = "selecting"
 def wall_ms() -> int:
     """Milliseconds since the Unix epoch (the default device clock)."""
     return time.time_ns() // 1_000_000
-
-
-def plan_topic(model: str) -> str:
-    """Retained RoundPlan topic of ``model`` (from schemas.topics once it defines it)."""
-    from schemas import topics
-
-    fn: Callable[[str], str] | None = getattr(topics, "plan_topic", None)
-    return fn(model) if fn is not None else f"{MQTT_ROOT}/models/{model}/plan"
 
 
 def model_chunks_prefix(model: str) -> str:
@@ -248,6 +246,8 @@ class Device:
 
     def _dispatch(self, record: Record) -> None:
         topic, now = record.topic, self._clock()
+        if not record.value:
+            return  # a retained message being cleared
         if topic == task_topic(self.config.hospital_id, self.config.device_id):
             self._on_task_topic(record.value)
             return

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from device_sdk.client import plan_topic, wall_ms
+from device_sdk.client import wall_ms
 from device_sdk.ledger import RoundLedger
 from flbus.mqtt import MqttBus
 from modelzoo import generate_artifacts
 from schemas import ModelUpdate, encode
 from schemas.chunking import decode_chunked
-from schemas.topics import artifact_topic, model_chunk_topic, model_manifest_topic
+from schemas.topics import artifact_topic, model_chunk_topic, model_manifest_topic, plan_topic
 from tests.unit.test_sdk_client_harness import (
     MODEL,
     bundle_of,

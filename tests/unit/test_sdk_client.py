@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from device_sdk.client import plan_topic
 from device_sdk.ledger import RoundLedger
 from device_sdk.trainer import Trainer
 from device_sdk.wire import from_tensors, to_tensors
@@ -17,6 +16,7 @@ from flbus.memory import MemoryPubSub
 from modelzoo import ParamManifest, generate_artifacts
 from schemas import ModelUpdate, RetryAfter, Tensors, TensorSpec, TrainingFailure, decode, encode
 from schemas.chunking import decode_chunked
+from schemas.topics import plan_topic
 from tests.unit.test_sdk_client_harness import (
     BAD,
     MODEL,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from device_sdk.client import Device, DeviceConfig, plan_topic
+from device_sdk.client import Device, DeviceConfig
 from device_sdk.eligibility import DeviceConditions, FixedConditions
 from device_sdk.trainer import Trainer
 from device_sdk.wire import to_tensors
@@ -164,6 +164,3 @@ async def running(device: Device) -> AsyncIterator[Device]:
         stop.set()
         await asyncio.wait_for(job, 10)
         device.close()
-
-
-__all__ = ["plan_topic"]

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from device_sdk.client import plan_topic
 from device_sdk.simulation import Population, SimClock, _conditions, partitions_for
 from flbus.memory import MemoryPubSub
 from modelzoo import generate_artifacts
 from schemas import CheckIn, ModelUpdate, decode, encode
 from schemas.chunking import ChunkedReceiver
-from schemas.topics import MQTT_ROOT
+from schemas.topics import MQTT_ROOT, plan_topic
 from tests.unit.test_sdk_client_harness import MODEL, bundle_of, plan, publish_model, version_of
 from tests.unit.test_sdk_client_harness import task as make_task
 
