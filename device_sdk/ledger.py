@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device_sdk.errors import StoreError
+from device_sdk.store import durable_but_fast
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rounds (
@@ -42,6 +43,7 @@ class RoundLedger:
     def __init__(self, path: Path | str) -> None:
         try:
             self._conn = sqlite3.connect(str(path), isolation_level=None)
+            durable_but_fast(self._conn)
             self._conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open round ledger {path}: {exc}") from exc

@@ -99,9 +99,6 @@ def load_shard(device: Device, model: str, rows: Sequence[int], rng: np.random.G
     labelled now (the late labels have all arrived)."""
     data = get_spec(model).load_data()
     now = datetime.fromtimestamp(device.clock() / 1000, UTC)
-    # A simulated device's store is scratch: one fsync per example (~10 ms) would make
-    # loading a 30-device population take minutes, so durability is turned off here.
-    device.store._conn.execute("PRAGMA synchronous = OFF")
     for row in rows:
         example_id = f"{model}:{row}"
         predicted = now - timedelta(days=float(rng.uniform(1, 60)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,14 +24,23 @@ class Dataset:
         return Dataset(self.X[tr], self.y[tr]), Dataset(self.X[te], self.y[te])
 
 
+def _frozen(x: np.ndarray) -> np.ndarray:
+    x.setflags(write=False)  # cached and shared: nobody may change it in place
+    return x
+
+
+@functools.cache
 def load_digits_dataset() -> Dataset:
     """sklearn load_digits: 1797 8x8 images, pixels scaled to [0, 1] (divided by 16)."""
     from sklearn.datasets import load_digits
 
     raw = load_digits()
-    return Dataset((raw.data / 16.0).astype(np.float32), raw.target.astype(np.int64))
+    return Dataset(
+        _frozen((raw.data / 16.0).astype(np.float32)), _frozen(raw.target.astype(np.int64))
+    )
 
 
+@functools.cache
 def load_breast_cancer_dataset() -> Dataset:
     """sklearn load_breast_cancer: 569 x 30 features, standardized; labels 0/1."""
     from sklearn.datasets import load_breast_cancer
@@ -40,7 +50,7 @@ def load_breast_cancer_dataset() -> Dataset:
     # Standardised with whole-table statistics: fine for a demo dataset; a
     # hospital would ship the scaler (mean, std) with the model version.
     x = (x - x.mean(axis=0)) / x.std(axis=0)
-    return Dataset(x.astype(np.float32), raw.target.astype(np.int64))
+    return Dataset(_frozen(x.astype(np.float32)), _frozen(raw.target.astype(np.int64)))
 
 
 def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[NDArray[np.int64]]:
