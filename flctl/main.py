@@ -25,9 +25,11 @@ Subparsers = Any  # argparse's _SubParsersAction is private; registrars receive 
 #: replay, status) appends its registrar here.
 COMMANDS: list[str] = [
     "flctl.main:register_brokers",
+    "flctl.demo_cli:register",
     "device_sdk.cli:register",
     "services.coordinator.cli:register",
     "services.selector.cli:register",
+    "services.aggregator.cli:register",
 ]
 
 

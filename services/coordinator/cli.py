@@ -35,7 +35,9 @@ def _population(raw: str) -> dict[str, int]:
     return out
 
 
-def add_round_options(p: argparse.ArgumentParser) -> None:
+def add_round_options(
+    p: argparse.ArgumentParser, *, round_timeout: float = 30.0, selection_window: float = 5.0
+) -> None:
     """The round hyper-parameters, shared by ``flctl coordinator`` and ``flctl demo``."""
     opt = env_option
     opt(p, "--rounds", env="FL_ROUNDS", type=int, default=30,
@@ -58,9 +60,9 @@ def add_round_options(p: argparse.ArgumentParser) -> None:
         help="L2 bound on each device update (0: off)")  # fmt: skip
     opt(p, "--noise-multiplier", env="FL_NOISE_MULTIPLIER", type=float, default=0.0,
         help="central Gaussian noise in units of --clip-norm (0: off)")  # fmt: skip
-    opt(p, "--round-timeout", env="FL_ROUND_TIMEOUT", type=float, default=30.0,
+    opt(p, "--round-timeout", env="FL_ROUND_TIMEOUT", type=float, default=round_timeout,
         help="seconds before a round closes on the hospitals that reported")  # fmt: skip
-    opt(p, "--selection-window", env="FL_SELECTION_WINDOW", type=float, default=5.0,
+    opt(p, "--selection-window", env="FL_SELECTION_WINDOW", type=float, default=selection_window,
         help="seconds a round admits devices")  # fmt: skip
     opt(p, "--close-grace", env="FL_CLOSE_GRACE", type=float, default=1.0,
         help="seconds past the deadline to wait for partials")  # fmt: skip
