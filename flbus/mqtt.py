@@ -6,12 +6,17 @@ append after a drain schedules one ``call_soon_threadsafe``, so a burst of acks
 and messages costs one wake-up of the asyncio loop, not one each. Every future,
 queue and routing table is touched on the loop thread only.
 
-Routing: each ``subscribe`` sends one SUBSCRIBE with its own MQTT v5
-subscription identifier; the broker echoes it on every delivery, which tells a
-shared copy from a plain one and a retained replay (retain flag set, since
-retain-as-published is off) from a live message. Messages the broker queued in
-a resumed session before anything subscribed in this process are kept
-(bounded) and handed to the first subscription whose filters match.
+Routing: each ``subscribe`` is one SUBSCRIBE. A subscription whose filters
+overlap no other one of this bus is routed by topic alone. When filters
+overlap (the same filter twice, a shared and a plain one, ``a/#`` and ``a/b``)
+both SUBSCRIBEs carry an MQTT v5 subscription identifier, which the broker
+echoes on each delivery: that tells a shared copy from a plain one, and sends
+a retained replay (retain flag set, since retain-as-published is off) only to
+the subscription that asked for it. Identifiers are kept small and only used
+where needed because paho re-slices the whole payload for every byte of every
+property it decodes. Messages the broker queued in a resumed session before
+anything subscribed in this process are kept (bounded) and handed to the first
+subscription whose filters match.
 
 Sessions: ``clean_start`` is always False with a session expiry. With an
 explicit ``client_id`` the session outlives ``stop()`` (the broker keeps the
