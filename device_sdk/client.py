@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -270,7 +271,11 @@ class Device:
             return None
 
     def _on_plan(self, state: ModelState, data: bytes) -> None:
-        plan = self._decode(data, "plan")
+        try:
+            plan = _decode_shared(data)
+        except SchemaError as exc:
+            self._log.warning("message.rejected", what="plan", error=str(exc))
+            return
         if not isinstance(plan, RoundPlan) or plan.model != state.model:
             return
         if state.plan is None or plan.round_id >= state.plan.round_id:
@@ -303,7 +308,7 @@ class Device:
             self._log.warning("task.rejected", reason="not_for_me", task_for=list(ids))
             return
         state = self._models.get(task.model)
-        if self.ledger.get(task.model, task.round_id) is not None:
+        if self.ledger.has(task.model, task.round_id):
             self._log.info("task.duplicate", model=task.model, round=task.round_id)
             return
         if state is not None:
@@ -361,7 +366,7 @@ class Device:
             and now - pending[1] < self.config.checkin_timeout_ms
         ):
             return "awaiting_answer"
-        if self.ledger.get(state.model, plan.round_id) is not None:
+        if self.ledger.has(state.model, plan.round_id):
             return "already_taken_part"
         if self.store.counts(state.model, self._now_dt()).labelled == 0:
             return "no_labelled_examples"
@@ -426,6 +431,15 @@ class Device:
     def installed(self) -> Sequence[str]:
         """Installed model names."""
         return tuple(self._models)
+
+
+@functools.lru_cache(maxsize=64)
+def _decode_shared(data: bytes) -> Any:
+    """Decode a retained broadcast (a plan) once per process: simulated devices share it.
+
+    Safe because decoded messages are frozen; a bad payload raises each time.
+    """
+    return decode(data)
 
 
 def _runtime_version() -> str:

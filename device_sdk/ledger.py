@@ -45,8 +45,15 @@ class RoundLedger:
             self._conn = sqlite3.connect(str(path), isolation_level=None)
             durable_but_fast(self._conn)
             self._conn.executescript(_SCHEMA)
+            rows = self._conn.execute("SELECT model, round_id FROM rounds").fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open round ledger {path}: {exc}") from exc
+        # Asked on every check-in tick; only this ledger writes the table.
+        self._taken: set[tuple[str, int]] = {(m, r) for m, r in rows}
+
+    def has(self, model: str, round_id: int) -> bool:
+        """Whether the device already took part in (or gave up) this round."""
+        return (model, round_id) in self._taken
 
     def claim(self, model: str, round_id: int, outcome: str, update_id: str, at_ms: int) -> bool:
         """Record the round once; False if it was already recorded (then publish nothing)."""
@@ -58,6 +65,7 @@ class RoundLedger:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"round ledger failed: {exc}") from exc
+        self._taken.add((model, round_id))
         return cur.rowcount == 1
 
     def get(self, model: str, round_id: int) -> RoundEntry | None:

@@ -115,7 +115,9 @@ class RoundRunner:
                 outcome = RoundOutcome(
                     task.model, task.round_id, "uploaded", "", seconds, trained.result.num_examples
                 )
-                evaluation = await self._in_worker(self._evaluate, state, path, x, y)
+                # Not on the training executor: a simulator serialises training there, and
+                # reports queued ahead of other devices' training would stretch every round.
+                evaluation = await asyncio.to_thread(self._evaluate, state, path, x, y)
             await self._report(task, evaluation, log)
         except SdkError as exc:
             outcome = RoundOutcome(task.model, task.round_id, "failed", exc.reason)
