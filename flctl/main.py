@@ -30,6 +30,7 @@ COMMANDS: list[str] = [
     "services.coordinator.cli:register",
     "services.selector.cli:register",
     "services.aggregator.cli:register",
+    "services.aggregator.cli:register",
 ]
 
 

@@ -11,6 +11,7 @@ import structlog
 
 from flbus.errors import BusError
 from flctl.main import Subparsers, env_option
+from schemas.chunking import DEFAULT_TIMEOUT_MS
 from services.aggregator.app import build, wall_clock_ms
 from services.aggregator.config import AggregatorConfig
 from services.aggregator.errors import SettingError
@@ -36,7 +37,22 @@ def register(subparsers: Subparsers) -> None:
     env_option(
         p, "--token-secret", env="FL_TOKEN_SECRET", help="admission token secret (as selectors)"
     )
-    env_option(p, "--tick-ms", env="FL_AGGREGATOR_TICK_MS", type=int, default=50, help="tick")
+    env_option(
+        p,
+        "--tick-ms",
+        env="FL_AGGREGATOR_TICK_MS",
+        type=int,
+        default=50,
+        help="how often round deadlines are checked (ms)",
+    )
+    env_option(
+        p,
+        "--stream-timeout-ms",
+        env="FL_AGGREGATOR_STREAM_TIMEOUT_MS",
+        type=int,
+        default=DEFAULT_TIMEOUT_MS,
+        help="an upload with no new chunk for this long is dropped (ms)",
+    )
     env_option(
         p, "--group", env="FL_AGGREGATOR_GROUP", help="consumer group (default aggregator.<H>)"
     )
@@ -61,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> AggregatorConfig:
         kafka_bootstrap=args.kafka_bootstrap,
         group=args.group or "",
         tick_ms=args.tick_ms,
+        stream_timeout_ms=args.stream_timeout_ms,
         catch_up_idle_ms=args.catch_up_idle_ms,
     )
 

@@ -154,10 +154,12 @@ class World:
         """The encoded Chunk records of an update."""
         return encode_chunked(update, update.update_id, max_chunk_bytes)
 
-    async def send_raw(self, device: str, data: bytes, round_id: int = 1) -> None:
+    async def send_raw(
+        self, device: str, data: bytes, round_id: int = 1, token: bytes = b"\x01"
+    ) -> None:
         """Publish one record on the updates topic with the selector's headers."""
         headers = (
-            ("token", b"t"),
+            ("token", token.hex().encode()),
             ("model", self.model.encode()),
             ("round", str(round_id).encode()),
             ("base_version", b"0"),
@@ -169,7 +171,7 @@ class World:
     async def send(self, update: ModelUpdate, max_chunk_bytes: int = 512 * 1024) -> None:
         """Publish an update's chunks as the selector would."""
         for data in self.chunks(update, max_chunk_bytes):
-            await self.send_raw(update.device_id, data, update.round_id)
+            await self.send_raw(update.device_id, data, update.round_id, bytes(update.token))
 
     def config(self, **kw: Any) -> AggregatorConfig:
         """A config for this hospital with short start-up reads."""
