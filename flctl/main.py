@@ -30,7 +30,6 @@ COMMANDS: list[str] = [
     "services.coordinator.cli:register",
     "services.selector.cli:register",
     "services.aggregator.cli:register",
-    "services.aggregator.cli:register",
 ]
 
 
