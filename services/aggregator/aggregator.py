@@ -1,21 +1,30 @@
-"""The hospital aggregator: records in, partials and audit events out (bus port only)."""
+"""The hospital aggregator: records in, partials and audit events out (bus port only).
+
+Start-up: read ``fl.v1.partials`` to learn the rounds this hospital already
+published (they stay closed), catch up with round plans and model versions,
+then replay the updates group's backlog before the first tick, so a restart
+after a deadline still counts what was uploaded before it.
+
+Choices: an update whose round has no plan yet is rejected as
+``unknown_round`` (control topics are drained before every update, and a
+device only trains after the selector saw the plan, so this is rare and
+visible in the audit); tokens are checked at the record's timestamp (upload
+time), so replaying after the token's expiry does not reject what was valid.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import structlog
 
 from flbus.errors import BusError
 from flbus.port import LogBus, LogSubscription, Record
-from schemas import AuditEvent, Chunk, ModelVersion, RoundPlan, decode, encode
+from schemas import ModelVersion, RoundPlan, decode
 from schemas.chunking import ChunkedReceiver
 from schemas.errors import SchemaError
 from schemas.topics import (
-    KAFKA_AUDIT,
     KAFKA_MODEL_VERSIONS,
     KAFKA_PARTIALS,
     KAFKA_ROUND_PLANS,
@@ -25,32 +34,9 @@ from services.aggregator.config import AggregatorConfig
 from services.aggregator.consume import catch_up, header_claims, key_id
 from services.aggregator.intake import GotFailure, GotUpdate, Undecodable, UpdateIntake
 from services.aggregator.ledger import OffsetLedger
+from services.aggregator.outbox import Outbox, published_round
+from services.aggregator.stats import AggregatorStats
 from services.aggregator.tally import Decision, RoundBook
-from services.common.streams import publish_log_chunked
-
-
-@dataclass(slots=True)
-class AggregatorStats:
-    """Counters since start: updates accepted, rejected by reason, devices dropped, partials."""
-
-    accepted: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    dropped: int = 0
-    partials: int = 0
-
-    def as_dict(self) -> dict[str, object]:
-        """Plain data for logs and status output."""
-        return {
-            "accepted": self.accepted,
-            "rejected": dict(self.rejected),
-            "dropped": self.dropped,
-            "partials": self.partials,
-        }
-
-
-def partial_stream_id(model: str, round_id: int, hospital: str) -> str:
-    """Stream id of a hospital's partial; also how a restart recognises its own partials."""
-    return f"{model}/r{round_id}/{hospital}"
 
 
 class Aggregator:
@@ -64,13 +50,13 @@ class Aggregator:
         self._versions = ChunkedReceiver(config.stream_timeout_ms)
         self._ledger = OffsetLedger()
         self._stats = AggregatorStats()
+        self._out = Outbox(bus, config.hospital, clock)
         self._updates: LogSubscription | None = None
         self._log = structlog.get_logger("aggregator").bind(hospital=config.hospital)
 
     def stats(self) -> AggregatorStats:
         """A snapshot of the counters."""
-        s = self._stats
-        return AggregatorStats(s.accepted, Counter(s.rejected), s.dropped, s.partials)
+        return self._stats.copy()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Learn published rounds and plans, replay the backlog, then fold and tick until stop."""
@@ -101,14 +87,9 @@ class Aggregator:
             await self.on_control(record)
 
     async def _on_partial(self, record: Record) -> None:
-        try:
-            sid = decode(record.value, Chunk).stream_id
-        except SchemaError:
-            return
-        model, _, rest = sid.partition("/r")
-        round_s, _, hospital = rest.partition("/")
-        if hospital == self.config.hospital and round_s.isdigit():
-            self.book.closed.add((model, int(round_s)))
+        done = published_round(record, self.config.hospital)
+        if done is not None:
+            self.book.closed.add(done)
 
     async def on_control(self, record: Record) -> None:
         """Handle one round plan or one model-version chunk."""
@@ -117,7 +98,7 @@ class Aggregator:
             if record.topic == KAFKA_ROUND_PLANS:
                 plan = decode(record.value, RoundPlan)
                 before = self.book.open.get(plan.model)
-                await self._publish(self.book.on_plan(plan, now))
+                await self._publish(self.book.on_plan(plan))
                 tally = self.book.open.get(plan.model)
                 if tally is not None and tally is not before:
                     goal = tally.state.goal
@@ -164,12 +145,15 @@ class Aggregator:
             or tally.plan.round_id != f.round_id
             or f.hospital_id != tally.state.hospital
         ):
-            return await self._reject(f.model, f.round_id, f.device_id, "stray_failure", f.reason)
+            self._log.info("failure.ignored", model=f.model, round=f.round_id, device=f.device_id)
+            return
         tally.hold(record.tp, record.offset)
         tally.dropped += 1
         self._stats.dropped += 1
         self._log.info("device.dropped", model=f.model, round=f.round_id, device=f.device_id)
-        await self._audit("device.dropped", f.model, f.round_id, f.device_id, f.reason, f.detail)
+        await self._out.audit(
+            "device.dropped", f.model, f.round_id, f.device_id, f.reason, f.detail
+        )
 
     async def _reject(
         self, model: str, round_id: int, device: str, reason: str, detail: str
@@ -186,15 +170,7 @@ class Aggregator:
             reason=reason,
             detail=detail,
         )
-        await self._audit("update.rejected", model, round_id, device, reason, detail)
-
-    async def _audit(
-        self, kind: str, model: str, round_id: int, device: str, reason: str, detail: str
-    ) -> None:
-        event = AuditEvent(
-            kind, model, round_id, self.config.hospital, device, str(reason), detail, self._clock()
-        )
-        await self._bus.publish(KAFKA_AUDIT, encode(event), key=model.encode() or None)
+        await self._out.audit("update.rejected", model, round_id, device, reason, detail)
 
     async def tick(self) -> None:
         """Expire stalled uploads and publish every round whose deadline passed."""
@@ -206,16 +182,7 @@ class Aggregator:
     async def _publish(self, decisions: list[Decision]) -> None:
         for tally, decision in decisions:
             partial = tally.partial(self.config.hospital)
-            sid = partial_stream_id(partial.model, partial.round_id, partial.hospital_id)
-            headers = (("model", partial.model.encode()), ("round", str(partial.round_id).encode()))
-            await publish_log_chunked(
-                self._bus,
-                KAFKA_PARTIALS,
-                partial,
-                stream_id=sid,
-                key=partial.model.encode(),
-                headers=(*headers, ("hospital", partial.hospital_id.encode())),
-            )
+            await self._out.partial(partial)
             self.book.published(tally)
             self._stats.partials += 1
             self._log.info(

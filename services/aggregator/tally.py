@@ -81,7 +81,7 @@ class RoundBook:
         self.open: dict[str, Tally] = {}
         self.closing: list[Tally] = []  # decided to publish, partial not yet out
 
-    def on_plan(self, plan: RoundPlan, now_ms: int) -> list[Decision]:
+    def on_plan(self, plan: RoundPlan) -> list[Decision]:
         """Record a plan; open its round here, and end an older one the plan supersedes."""
         known = self.plans.get(plan.model)
         if known is not None and plan.round_id < known.round_id:
@@ -89,10 +89,14 @@ class RoundBook:
         self.plans[plan.model] = plan
         decisions: list[Decision] = []
         tally = self.open.get(plan.model)
-        if tally is not None and (
+        ends = tally is not None and (
             tally.plan.round_id < plan.round_id or plan.state in ENDED_STATES
-        ):
-            decisions.append(self._force(tally))
+        )
+        if tally is not None and ends and tally.floors:
+            decisions.append(self._force(tally))  # it consumed records: publish, then commit
+        elif tally is not None and ends:  # nothing to tell a coordinator that moved on
+            del self.open[plan.model]
+            self.closed.add((tally.plan.model, tally.plan.round_id))
         elif tally is not None:
             tally.plan = plan
         if plan.model not in self.open and self._opens(plan):

@@ -240,7 +240,10 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> None:
 
 def weighted_sum(updates: list[ModelUpdate]) -> np.ndarray:
     """The reference: sum of num_examples * delta in float64."""
-    return np.sum([u.num_examples * u.tensors.flat.astype(np.float64) for u in updates], axis=0)
+    total: np.ndarray = np.sum(
+        [u.num_examples * u.tensors.flat.astype(np.float64) for u in updates], axis=0
+    )
+    return total
 
 
 async def test_kit_update_round_trips_through_chunks() -> None:

@@ -123,3 +123,17 @@ async def test_aggregator_memory_does_not_grow_with_devices() -> None:
         sizes.append(acc.nbytes)
     await world.stop(agg)
     assert sizes[0] == sizes[1] == 2 * SIZE * 8
+
+
+async def test_aggregator_round_superseded_before_any_update_publishes_nothing() -> None:
+    world = World()
+    await _ready(world, goal=5)
+    await world.version(1)
+    await world.plan(round_id=2, goal=1, base_version=1)  # the coordinator moved on
+    agg = await world.start()
+    await world.send(world.update("d1", round_id=1))
+    await world.send(world.update("d2", round_id=2, base_version=1))
+    await eventually(lambda: agg.stats().partials == 1)
+    await world.stop(agg)
+    assert [p.round_id for p in await world.partials()] == [2]
+    assert agg.stats().rejected == {"closed_round": 1}

@@ -1,0 +1,29 @@
+"""Counters an aggregator exposes and logs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class AggregatorStats:
+    """Counters since start: updates accepted, rejected by reason, devices dropped, partials."""
+
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    dropped: int = 0
+    partials: int = 0
+
+    def copy(self) -> AggregatorStats:
+        """An independent snapshot."""
+        return AggregatorStats(self.accepted, Counter(self.rejected), self.dropped, self.partials)
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain data for logs and status output."""
+        return {
+            "accepted": self.accepted,
+            "rejected": dict(self.rejected),
+            "dropped": self.dropped,
+            "partials": self.partials,
+        }
