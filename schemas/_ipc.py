@@ -340,3 +340,168 @@ def _read(data: Any, schemas: dict[bytes, type[Any]]) -> tuple[type[Any], dict[s
     views = getattr(cls, "VIEW_FIELDS", frozenset())
     kwargs = {name: _get(r, kind, name in views) for name, kind in cls.FIELD_KINDS}
     return cls, kwargs
+
+
+# ----------------------------------------------------------------- chunks
+#
+# A Chunk is the one message that is both frequent and large, so it gets its
+# own writer and reader: the Arrow framing around the payload depends only on
+# the byte lengths of stream_id, kind and payload, and is computed once per
+# such triple. The bytes are exactly what ``write_parts`` produces for a Chunk
+# (the tests compare them). Body layout, offsets relative to the body start,
+# with s/k/p the byte lengths of stream_id/kind/payload and P = _pad8:
+#
+#   0       stream_id offsets (0, s)      8        stream_id bytes, P(s)
+#   A       kind offsets (0, k)           A+8      kind bytes, P(k)
+#   B       seq, total, total_bytes, chunk_size (int64 each)
+#   B+32    digest offsets (0, 16)        B+40     digest (16 bytes)
+#   B+56    payload offsets (0, p)        B+64     payload, P(p)
+#
+# with A = 8 + P(s), B = A + 8 + P(k).
+
+_CHUNK_NODES = (1, 0) * 8
+_CHUNK_TAIL = struct.Struct("<4q2i16s2i")  # at B: seq .. payload offsets
+_CHUNK_INTS = struct.Struct("<4q")
+_CHUNK_FIXED = struct.Struct("<2i")
+_CHUNK_CACHE_MAX = 256
+
+
+def _chunk_layout(s: int, k: int, p: int) -> tuple[list[int], int, int, int]:
+    """(buffers, A, B, body length) of a Chunk body for the given lengths."""
+    a = 8 + _pad8(s)
+    b = a + 8 + _pad8(k)
+    bufs = [0, 0, 0, 8, 8, s]
+    bufs += [a, 0, a, 8, a + 8, k]
+    for i in range(4):
+        bufs += [b + 8 * i, 0, b + 8 * i, 8]
+    bufs += [b + 32, 0, b + 32, 8, b + 40, 16]
+    bufs += [b + 56, 0, b + 56, 8, b + 64, p]
+    return bufs, a, b, b + 64 + _pad8(p)
+
+
+class ChunkFrame:
+    """Everything but the variable values of a Chunk message with lengths (s, k, p).
+
+    ``head`` is the schema message plus the record batch metadata (exactly
+    what our writer emits); ``a``/``b``/``body_len`` locate the body fields.
+    """
+
+    __slots__ = ("a", "b", "body_len", "head", "p")
+
+    def __init__(self, schema_bytes: bytes, s: int, k: int, p: int) -> None:
+        bufs, self.a, self.b, self.body_len = _chunk_layout(s, k, p)
+        meta = _batch_meta(list(_CHUNK_NODES), bufs, self.body_len)
+        self.head = b"".join((schema_bytes, _CONT, _I32.pack(len(meta)), meta))
+        self.p = p
+
+
+_frames: dict[tuple[int, int, int], ChunkFrame] = {}
+
+
+def chunk_frame(schema_bytes: bytes, s: int, k: int, p: int) -> ChunkFrame:
+    """The (cached) frame of Chunk messages whose fields have these byte lengths."""
+    key = (s, k, p)
+    frame = _frames.get(key)
+    if frame is None:
+        if len(_frames) >= _CHUNK_CACHE_MAX:
+            _frames.clear()
+        frame = _frames[key] = ChunkFrame(schema_bytes, s, k, p)
+    return frame
+
+
+def chunk_writer(
+    schema_bytes: bytes,
+    stream_id: bytes,
+    kind: bytes,
+    total: int,
+    total_bytes: int,
+    chunk_size: int,
+    digest: bytes,
+    p: int,
+) -> tuple[bytes, bytes, bytes]:
+    """(before, after, tail): a chunk is ``before + int64(seq) + after + payload + tail``.
+
+    ``digest`` must be 16 bytes; the caller has validated the values.
+    """
+    f = chunk_frame(schema_bytes, len(stream_id), len(kind), p)
+    s, k = len(stream_id), len(kind)
+    before = b"".join(
+        (
+            f.head,
+            _CHUNK_FIXED.pack(0, s),
+            stream_id,
+            _PAD[s & 7],
+            _CHUNK_FIXED.pack(0, k),
+            kind,
+            _PAD[k & 7],
+        )
+    )
+    after = b"".join(
+        (
+            _I64.pack(total),
+            _I64.pack(total_bytes),
+            _I64.pack(chunk_size),
+            _CHUNK_FIXED.pack(0, 16),
+            digest,
+            _CHUNK_FIXED.pack(0, p),
+        )
+    )
+    return before, after, _PAD[p & 7] + EOS
+
+
+# Positions inside the metadata of the buffer lengths the frame depends on:
+# metadata starts after the 8-byte continuation + length prefix; buffer i is
+# at 80 + 16 * 8 + 8 + 16 * i (see _batch_meta), its length 8 bytes further.
+_META_LEN = len(_batch_meta(list(_CHUNK_NODES), [0] * 40, 0))
+_LEN_AT = tuple(8 + 80 + 16 * 8 + 8 + 16 * i + 8 for i in (2, 5, 19))
+
+
+def read_chunk(
+    data: Any, schema_bytes: bytes
+) -> tuple[str, str, int, int, int, int, bytes, memoryview] | None:
+    """Fields of a Chunk our writer framed, payload as a view; None for anything else.
+
+    Only the exact layout our writer emits is accepted, and only values the
+    Chunk class would accept (ids, geometry); everything else (other writers,
+    bad values, garbage) is left to the general decoder and its precise errors.
+    """
+    try:
+        mv = memoryview(data).cast("B")
+    except TypeError:
+        return None
+    base = len(schema_bytes)
+    n = len(mv)
+    if n < base + 8 + _META_LEN:
+        return None
+    s = _I64.unpack_from(mv, base + _LEN_AT[0])[0]
+    k = _I64.unpack_from(mv, base + _LEN_AT[1])[0]
+    p = _I64.unpack_from(mv, base + _LEN_AT[2])[0]
+    if not (0 < s <= 1024 and 0 < k <= 1024 and 0 <= p < n):
+        return None
+    f = chunk_frame(schema_bytes, s, k, p)
+    body = len(f.head)
+    if body + f.body_len > n or bytes(mv[:body]) != f.head:
+        return None
+    a, b = f.a, f.b
+    if _CHUNK_FIXED.unpack_from(mv, body) != (0, s):
+        return None
+    if _CHUNK_FIXED.unpack_from(mv, body + a) != (0, k):
+        return None
+    seq, total, total_bytes, chunk_size, d0, d1, digest, p0, p1 = _CHUNK_TAIL.unpack_from(
+        mv, body + b
+    )
+    if d0 or d1 != 16 or p0 or p1 != p:
+        return None
+    try:
+        stream_id = str(mv[body + 8 : body + 8 + s], "utf-8")
+        kind = str(mv[body + a + 8 : body + a + 8 + k], "utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(stream_id) > 256 or chunk_size < 1 or total_bytes < 0 or not 0 <= seq < total:
+        return None
+    if total != max(1, -(-total_bytes // chunk_size)):
+        return None
+    if p != min(chunk_size, total_bytes - seq * chunk_size):
+        return None
+    start = body + b + 64
+    return stream_id, kind, seq, total, total_bytes, chunk_size, digest, mv[start : start + p]
