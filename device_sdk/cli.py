@@ -158,8 +158,10 @@ def _configure_logging(fmt: str) -> None:
 def run_devices(args: argparse.Namespace) -> int:
     """Build the population from the flags and run it until SIGINT/SIGTERM."""
     from flbus.mqtt import MqttBus
+    from modelzoo.ort_compat import quiet_native_warnings
 
     _configure_logging(args.log_format)
+    quiet_native_warnings()
     models = args.models if isinstance(args.models, tuple) else _models(args.models)
     partitions = partitions_for(
         models, args.hospitals, args.devices_per_hospital, args.alpha, args.seed

@@ -109,6 +109,8 @@ class DeviceStats:
     train_seconds: float = 0.0
     bus_errors: int = 0
     outcomes: list[RoundOutcome] = field(default_factory=list)
+    # (start_ms, end_ms) of every on-device training job, to tell training from waiting.
+    training_spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 class Device:

@@ -8,6 +8,7 @@ what the aggregator's one-update-per-device rule wants anyway.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,9 @@ class RoundLedger:
 
     def __init__(self, path: Path | str) -> None:
         try:
-            self._conn = sqlite3.connect(str(path), isolation_level=None)
+            # Claims are written from a worker thread; the lock serialises access.
+            self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._lock = threading.Lock()
             durable_but_fast(self._conn)
             self._conn.executescript(_SCHEMA)
             rows = self._conn.execute("SELECT model, round_id FROM rounds").fetchall()
@@ -58,11 +61,12 @@ class RoundLedger:
     def claim(self, model: str, round_id: int, outcome: str, update_id: str, at_ms: int) -> bool:
         """Record the round once; False if it was already recorded (then publish nothing)."""
         try:
-            cur = self._conn.execute(
-                "INSERT OR IGNORE INTO rounds (model, round_id, outcome, update_id, at_ms)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (model, round_id, outcome, update_id, at_ms),
-            )
+            with self._lock:
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO rounds (model, round_id, outcome, update_id, at_ms)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (model, round_id, outcome, update_id, at_ms),
+                )
         except sqlite3.Error as exc:
             raise StoreError(f"round ledger failed: {exc}") from exc
         self._taken.add((model, round_id))
@@ -70,19 +74,23 @@ class RoundLedger:
 
     def get(self, model: str, round_id: int) -> RoundEntry | None:
         """The recorded outcome of a round, or None if the device has not taken part."""
-        row = self._conn.execute(
-            "SELECT outcome, update_id, at_ms FROM rounds WHERE model = ? AND round_id = ?",
-            (model, round_id),
-        ).fetchone()
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT outcome, update_id, at_ms FROM rounds WHERE model = ? AND round_id = ?",
+                (model, round_id),
+            ).fetchone()
         return None if row is None else RoundEntry(model, round_id, row[0], row[1], row[2])
 
     def entries(self) -> list[RoundEntry]:
         """Every recorded round, oldest first."""
-        rows = self._conn.execute(
-            "SELECT model, round_id, outcome, update_id, at_ms FROM rounds ORDER BY at_ms, rowid"
-        ).fetchall()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT model, round_id, outcome, update_id, at_ms FROM rounds"
+                " ORDER BY at_ms, rowid"
+            ).fetchall()
         return [RoundEntry(*row) for row in rows]
 
     def close(self) -> None:
         """Close the database; the record stays on disk."""
-        self._conn.close()
+        with self._lock:
+            self._conn.close()

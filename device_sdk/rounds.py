@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import math
-import uuid
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -70,6 +70,8 @@ class _Trained:
     result: TrainResult
     update: NDArray[np.float32]
     manifest: ParamManifest
+    seconds: float  # the whole on-device job: load the base weights, train, noise
+    span: tuple[int, int]  # wall-clock ms of that job
 
 
 class RoundRunner:
@@ -93,18 +95,23 @@ class RoundRunner:
             if state is None:
                 raise UnknownModelError(f"task for model {task.model!r}, not installed here")
             if d.config.dropout > 0 and rng.random() < d.config.dropout:
-                d.ledger.claim(task.model, task.round_id, "dropped", "", d.clock())
+                await asyncio.to_thread(
+                    d.ledger.claim, task.model, task.round_id, "dropped", "", d.clock()
+                )
                 d.stats.dropouts += 1
                 log.info("device.dropped")
                 outcome = RoundOutcome(task.model, task.round_id, "dropped")
                 return
             version, path = await self._await_model(task, state)
-            x, y = d.store.labelled(task.model, datetime.fromtimestamp(d.clock() / 1000, UTC))
+            # sqlite off the event loop: a commit can take milliseconds on slow flash.
+            now = datetime.fromtimestamp(d.clock() / 1000, UTC)
+            x, y = await asyncio.to_thread(d.store.labelled, task.model, now)
             async with state.lock:
                 trained = await self._in_worker(self._train, state, path, version, x, y, task, rng)
-                seconds = trained.result.train_seconds * d.config.slowdown
+                d.stats.training_spans.append(trained.span)
+                seconds = trained.seconds * d.config.slowdown
                 if d.config.slowdown > 1:
-                    await asyncio.sleep(seconds - trained.result.train_seconds)
+                    await asyncio.sleep(seconds - trained.seconds)
                 if d.clock() > task.deadline_ms:
                     raise DeadlineMissedError(
                         f"trained until {d.clock()}, deadline was {task.deadline_ms}"
@@ -165,6 +172,7 @@ class RoundRunner:
         rng: np.random.Generator,
     ) -> _Trained:
         """Load the base weights and train (worker thread)."""
+        started, started_ms = time.perf_counter(), self._d.clock()
         trainer = state.training_trainer(path, self._d.config.ort_threads)
         manifest, flat = from_tensors(version.tensors)
         trainer.load_weights(flat, manifest)
@@ -174,7 +182,8 @@ class RoundRunner:
             # Local Gaussian noise scaled to the clip bound (the sensitivity of one update).
             stddev = task.noise_multiplier * (task.clip_norm or 1.0)
             update = add_gaussian_noise(update, stddev, rng)
-        return _Trained(result, update, trainer.manifest)
+        seconds = time.perf_counter() - started
+        return _Trained(result, update, trainer.manifest, seconds, (started_ms, self._d.clock()))
 
     def _evaluate(
         self, state: ModelState, path: Path, x: NDArray[np.float32], y: NDArray[np.int64]
@@ -185,7 +194,10 @@ class RoundRunner:
     async def _upload(self, task: Task, trained: _Trained, seconds: float, log: Any) -> bool:
         """Claim the round, then publish the update's chunks; False if already claimed."""
         d = self._d
-        update_id = f"{d.config.device_id}-{task.model}-r{task.round_id}-{uuid.uuid4().hex[:12]}"
+        # Unique per upload without os.urandom (slow in some sandboxes, and a
+        # per-round stream keeps runs reproducible).
+        nonce = int(d.round_rng(task.model, task.round_id).integers(2**48))
+        update_id = f"{d.config.device_id}-{task.model}-r{task.round_id}-{nonce:012x}"
         msg = ModelUpdate(
             model=task.model,
             round_id=task.round_id,
@@ -200,7 +212,10 @@ class RoundRunner:
             tensors=to_tensors(trained.manifest, trained.update),
         )
         chunks = encode_chunked(msg, update_id, d.config.max_chunk_bytes)
-        if not d.ledger.claim(task.model, task.round_id, "uploaded", update_id, d.clock()):
+        claimed = await asyncio.to_thread(
+            d.ledger.claim, task.model, task.round_id, "uploaded", update_id, d.clock()
+        )
+        if not claimed:
             log.warning("update.duplicate_suppressed")
             return False
         topic = upload_topic(d.config.hospital_id, d.config.device_id)
@@ -266,7 +281,10 @@ class RoundRunner:
         d = self._d
         d.stats.failures += 1
         log.warning("training.failed", reason=reason, detail=detail[:300])
-        if not d.ledger.claim(task.model, task.round_id, "failed", "", d.clock()):
+        claimed = await asyncio.to_thread(
+            d.ledger.claim, task.model, task.round_id, "failed", "", d.clock()
+        )
+        if not claimed:
             return
         failure = TrainingFailure(
             model=task.model,

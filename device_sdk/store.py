@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -82,7 +83,9 @@ class ExampleStore:
         self._widths = dict(feature_widths)
         self._retention = retention
         try:
-            self._conn = sqlite3.connect(str(path))
+            # Rounds read the store from a worker thread; the lock serialises access.
+            self._conn = sqlite3.connect(str(path), check_same_thread=False)
+            self._lock = threading.Lock()
             durable_but_fast(self._conn)
             self._conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
@@ -90,7 +93,8 @@ class ExampleStore:
 
     def close(self) -> None:
         """Close the database; the data stays on disk."""
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     def __enter__(self) -> ExampleStore:
         return self
@@ -101,7 +105,7 @@ class ExampleStore:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         try:
-            with self._conn:
+            with self._lock, self._conn:
                 yield self._conn
         except sqlite3.Error as exc:
             raise StoreError(f"example store failed: {exc}") from exc

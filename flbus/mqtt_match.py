@@ -1,5 +1,7 @@
 """MQTT topic-filter matching, shared by the in-memory bus and the MQTT adapter."""
 
+import functools
+
 from flbus.errors import TopicError
 
 
@@ -21,6 +23,7 @@ def check_topic(topic: str) -> None:
         raise TopicError(f"cannot publish to {topic!r}: empty or has a wildcard")
 
 
+@functools.lru_cache(maxsize=65_536)
 def matches(topic_filter: str, topic: str) -> bool:
     """Whether ``topic`` matches the MQTT ``topic_filter``."""
     f_levels = topic_filter.split("/")

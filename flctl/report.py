@@ -11,8 +11,31 @@ from typing import Any
 from services.coordinator.model_rounds import RoundSummary
 
 
-def round_row(s: RoundSummary) -> dict[str, Any]:
-    """One round as a report.json entry."""
+def busy_seconds(spans: Iterable[tuple[int, int]], start_ms: int, end_ms: int) -> float:
+    """Seconds of [start_ms, end_ms] during which at least one span (a device training) ran."""
+    clipped = sorted(
+        (max(a, start_ms), min(b, end_ms)) for a, b in spans if b > start_ms and a < end_ms
+    )
+    total, cur_a, cur_b = 0, None, None
+    for a, b in clipped:
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += cur_b - cur_a
+    return total / 1000
+
+
+def round_row(s: RoundSummary, busy: float | None = None) -> dict[str, Any]:
+    """One round as a report.json entry.
+
+    ``busy`` is the time any device spent training during the round's wall time (with
+    several models, devices also train the other models' rounds); overhead is the wall
+    time left over. Without it, the round's own devices' training time is used.
+    """
     hospitals = sorted(set(s.goals) | set(s.admitted) | set(s.reported))
     dropped = {
         h: max(0, s.admitted.get(h, 0) - s.reported.get(h, 0) - s.rejected.get(h, 0))
@@ -40,17 +63,24 @@ def round_row(s: RoundSummary) -> dict[str, Any]:
         },
         "wall_seconds": round(s.wall_seconds, 4),
         "training_seconds": round(s.train_seconds, 4),
-        "overhead_seconds": round(s.wall_seconds - s.train_seconds, 4),
+        "device_busy_seconds": round(s.train_seconds if busy is None else busy, 4),
+        "overhead_seconds": round(s.wall_seconds - (s.train_seconds if busy is None else busy), 4),
     }
 
 
 def build_report(
-    histories: Mapping[str, Sequence[RoundSummary]], run: Mapping[str, Any]
+    histories: Mapping[str, Sequence[RoundSummary]],
+    run: Mapping[str, Any],
+    spans: Sequence[tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
-    """The whole run: settings, then per model every round."""
+    """The whole run: settings, then per model every round (``spans``: device training)."""
+
+    def busy(s: RoundSummary) -> float | None:
+        return None if spans is None else busy_seconds(spans, s.opened_at_ms, s.closed_at_ms)
+
     return {
         "run": dict(run),
-        "models": {m: [round_row(s) for s in rounds] for m, rounds in histories.items()},
+        "models": {m: [round_row(s, busy(s)) for s in rounds] for m, rounds in histories.items()},
     }
 
 
@@ -63,7 +93,7 @@ def summary_table(report: Mapping[str, Any]) -> str:
     """A fixed-width table: one line per model."""
     header = (
         f"{'model':<14} {'rounds':>6} {'done':>5} {'aband.':>6} {'final acc':>9} {'best acc':>8} "
-        f"{'final loss':>10} {'wall s/rd':>9} {'train s/rd':>10} {'overhead s/rd':>13}"
+        f"{'final loss':>10} {'wall s/rd':>9} {'busy s/rd':>9} {'overhead s/rd':>13}"
     )
     lines = [header, "-" * len(header)]
     for model, rows in report["models"].items():
@@ -76,7 +106,7 @@ def summary_table(report: Mapping[str, Any]) -> str:
             f"{_fmt(max(accs) if accs else None):>8} "
             f"{_fmt(final['test_loss'] if final else None):>10} "
             f"{_mean(r['wall_seconds'] for r in rows):>9.3f} "
-            f"{_mean(r['training_seconds'] for r in rows):>10.3f} "
+            f"{_mean(r['device_busy_seconds'] for r in rows):>9.3f} "
             f"{_mean(r['overhead_seconds'] for r in rows):>13.3f}"
         )
     return "\n".join(lines)

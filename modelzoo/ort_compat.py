@@ -60,6 +60,20 @@ def load_artifacts_module() -> Any:
     return importlib.import_module("onnxruntime.training.artifacts")
 
 
+def quiet_native_warnings() -> None:
+    """Show only ORT errors on stderr, for processes that train many sessions.
+
+    ORT 1.19's optimizer graphs trip a harmless shape-merge warning
+    ("Error merging shape info for output 'onnx::update_completed'") on every
+    training session; a device population prints it thousands of times. This
+    changes ORT's process-wide default logger, so only entry points (the demo,
+    ``flctl devices``) call it, never library code.
+    """
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)
+
+
 def check_ir_version(model: onnx.ModelProto) -> None:
     """Raise ArtifactGenerationError when ORT training 1.19 cannot load this IR version."""
     if model.ir_version > MAX_IR_VERSION:
