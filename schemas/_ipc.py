@@ -66,7 +66,7 @@ class _Body:
         else:
             self.small += data
         self.small += _PAD[n & 7]
-        self.pos += _pad8(n)
+        self.pos += (n + 7) & ~7
 
     def prim(self, length: int, data: Any, n: int) -> None:
         """A non-null primitive/offsets node: empty validity buffer, one data buffer."""
@@ -78,7 +78,10 @@ class _Body:
         """A non-null string/binary or list node: validity, offsets (, data)."""
         self.nodes += (length, 0)
         self.bufs += (self.pos, 0)
-        self.buf(struct.pack(f"<{len(offsets)}i", *offsets), 4 * len(offsets))
+        if len(offsets) == 2:
+            self.buf(_OFF2.pack(*offsets), 8)
+        else:
+            self.buf(struct.pack(f"<{len(offsets)}i", *offsets), 4 * len(offsets))
         if data is not None:
             self.buf(data, len(data))
 
@@ -202,6 +205,8 @@ class _Reader:
         pos, n = self.buf()
         if n < 4 * (count + 1):
             raise _Bad
+        if count == 1:
+            return _OFF2.unpack_from(self.mv, pos)
         return struct.unpack_from(f"<{count + 1}i", self.mv, pos)
 
     def var1(self) -> tuple[int, int]:
@@ -247,7 +252,7 @@ class _Reader:
 def _get(r: _Reader, kind: Any, view: bool) -> Any:
     if kind is str:
         pos, n = r.var1()
-        return bytes(r.mv[pos : pos + n]).decode()
+        return str(r.mv[pos : pos + n], "utf-8")
     if kind is bytes:
         pos, n = r.var1()
         return r.mv[pos : pos + n] if view else bytes(r.mv[pos : pos + n])
