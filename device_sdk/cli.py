@@ -159,9 +159,11 @@ def run_devices(args: argparse.Namespace) -> int:
     """Build the population from the flags and run it until SIGINT/SIGTERM."""
     from flbus.mqtt import MqttBus
     from modelzoo.ort_compat import quiet_native_warnings
+    from schemas.tuning import reuse_heap_buffers
 
     _configure_logging(args.log_format)
     quiet_native_warnings()
+    reuse_heap_buffers()
     models = args.models if isinstance(args.models, tuple) else _models(args.models)
     partitions = partitions_for(
         models, args.hospitals, args.devices_per_hospital, args.alpha, args.seed

@@ -315,6 +315,7 @@ class KafkaBus(LogBus):
             max_partition_fetch_bytes=self._max_message_bytes,
             heartbeat_interval_ms=self._heartbeat_ms,
             session_timeout_ms=self._session_timeout_ms,
+            metadata_max_age_ms=10_000,  # notice new partitions within seconds, not minutes
         )
         sub = _KafkaSub(self, consumer, group)
         try:
@@ -327,6 +328,10 @@ class KafkaBus(LogBus):
                         for tp in tps:
                             await consumer.position(tp)  # resolve earliest/latest now
                     else:
+                        # A topic created a moment ago may not be in every broker's
+                        # metadata yet; a group joined then gets no partitions of it and
+                        # would not look again for metadata_max_age_ms. Wait for it.
+                        await _all_partitions(producer, topics)
                         consumer.subscribe(list(topics), listener=sub)
         except TimeoutError:
             await _quietly(consumer.stop())

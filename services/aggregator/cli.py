@@ -15,7 +15,7 @@ from schemas.chunking import DEFAULT_TIMEOUT_MS
 from services.aggregator.app import build, wall_clock_ms
 from services.aggregator.config import AggregatorConfig
 from services.aggregator.errors import SettingError
-from services.common.logs import configure_logging
+from services.common.logs import prepare_process
 
 
 def register(subparsers: Subparsers) -> None:
@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     except SettingError as exc:
         print(f"flctl aggregator: {exc}", file=sys.stderr)
         return 2
-    configure_logging(args.log_format, args.log_level)
+    prepare_process(args.log_format, args.log_level)
     try:
         asyncio.run(_serve(config))
     except BusError as exc:

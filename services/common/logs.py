@@ -28,3 +28,16 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def prepare_process(fmt: str = "json", level: str = "info") -> None:
+    """Start-up of a service process: logging, and heap reuse for large payloads.
+
+    Chunked updates and partials allocate megabyte buffers; glibc's default
+    hands those out as fresh mmaps that page-fault on first touch (about 10x
+    the cost of the codec itself here). See ``schemas.tuning``.
+    """
+    from schemas.tuning import reuse_heap_buffers
+
+    configure_logging(fmt, level)
+    reuse_heap_buffers()

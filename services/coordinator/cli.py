@@ -16,7 +16,7 @@ from flcore.partition import dirichlet_partition
 from flcore.partition_spec import parse_partition
 from flctl.main import Subparsers, env_option
 from modelzoo import Dataset, get_spec
-from services.common.logs import configure_logging
+from services.common.logs import prepare_process
 from services.coordinator.config import CoordinatorConfig, RoundSettings
 from services.coordinator.errors import ConfigError
 
@@ -36,7 +36,11 @@ def _population(raw: str) -> dict[str, int]:
 
 
 def add_round_options(
-    p: argparse.ArgumentParser, *, round_timeout: float = 30.0, selection_window: float = 5.0
+    p: argparse.ArgumentParser,
+    *,
+    round_timeout: float = 30.0,
+    selection_window: float = 5.0,
+    server_optimizer: str = "fedavg",
 ) -> None:
     """The round hyper-parameters, shared by ``flctl coordinator`` and ``flctl demo``."""
     opt = env_option
@@ -52,7 +56,7 @@ def add_round_options(
         help="devices per round as a fraction of the eligible ones")  # fmt: skip
     opt(p, "--over-selection", env="FL_OVER_SELECTION", type=float, default=1.3,
         help="admit this many times the goal, to absorb dropouts")  # fmt: skip
-    opt(p, "--server-optimizer", env="FL_SERVER_OPTIMIZER", default="fedavg",
+    opt(p, "--server-optimizer", env="FL_SERVER_OPTIMIZER", default=server_optimizer,
         help="fedavg, fedadam, fedyogi or fedadagrad")  # fmt: skip
     opt(p, "--server-lr", env="FL_SERVER_LR", type=float,
         help="server learning rate (default: the optimizer's)")  # fmt: skip
@@ -164,7 +168,7 @@ def config_from_args(args: argparse.Namespace) -> CoordinatorConfig:
 
 def main(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM; exit 2 on a bad setting, 1 on a bus failure."""
-    configure_logging(args.log_format, args.log_level)
+    prepare_process(args.log_format, args.log_level)
     try:
         config = config_from_args(args)
     except ConfigError as e:

@@ -171,7 +171,7 @@ class Coordinator:
                     and event.model in self.models
                 ):
                     await self.models[event.model].on_admitted(
-                        event.round_id, event.hospital_id, now_ms
+                        event.round_id, event.hospital_id, event.device_id, now_ms
                     )
             elif record.topic == topics.KAFKA_CHECKINS:
                 checkin = decode(record.value, CheckIn)

@@ -92,6 +92,7 @@ class ModelRounds:
     history: list[RoundSummary] = field(default_factory=list)
     _partials: dict[str, PartialAggregate] = field(default_factory=dict)
     _seen_checkins: dict[str, set[str]] = field(default_factory=dict)
+    _admitted: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._optimizer = self.settings.make_optimizer()
@@ -164,6 +165,7 @@ class ModelRounds:
         )
         self.state = core.open_round(plan)
         self._partials.clear()
+        self._admitted.clear()
         self.summary = RoundSummary(
             self.model, round_id, self.version, opened_at_ms=now_ms, goals=dict(goals)
         )
@@ -206,10 +208,14 @@ class ModelRounds:
 
     # -- events -------------------------------------------------------------
 
-    async def on_admitted(self, round_id: int, hospital: str, now_ms: int) -> None:
-        """A selector admitted one device of ``hospital`` to ``round_id``."""
-        if self.summary and self.summary.round_id == round_id:
-            self.summary.admitted[hospital] = self.summary.admitted.get(hospital, 0) + 1
+    async def on_admitted(self, round_id: int, hospital: str, device: str, now_ms: int) -> None:
+        """A selector admitted a device of ``hospital`` to ``round_id`` (counted once)."""
+        if self.summary is None or self.summary.round_id != round_id:
+            return
+        if (hospital, device) in self._admitted:
+            return  # a repeated check-in (QoS 1 redelivery, retry) is admitted again
+        self._admitted.add((hospital, device))
+        self.summary.admitted[hospital] = self.summary.admitted.get(hospital, 0) + 1
         await self._advance(core.DevicesAdmitted(round_id, hospital, 1), now_ms)
 
     async def on_partial(self, partial: PartialAggregate, now_ms: int) -> None:

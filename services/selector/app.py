@@ -10,6 +10,7 @@ from collections.abc import Callable
 import structlog
 
 from flbus.port import LogBus, LogSubscription, PubSubBus, Record, Subscription, TopicPartition
+from schemas import CheckIn, decode
 from schemas.errors import SchemaError
 from schemas.topics import (
     CHECKIN,
@@ -136,6 +137,9 @@ class Selector:
     async def _worker(self, queue: asyncio.Queue[Record | None]) -> None:
         while (record := await queue.get()) is not None:
             self.stats["device.messages"] += 1
+            if self.config.plan_wait_ms and self._plan_behind(record):
+                self.stats["checkin.waited_for_plan"] += 1
+                await self.plans.changed(self.config.plan_wait_ms / 1000)
             try:
                 outs = handle_device(record, self.plans.plans, self.clock(), self.config)
             except Exception:  # a handler bug must not stop the replica
@@ -143,6 +147,16 @@ class Selector:
                 _log.exception("message.failed", topic=record.topic)
                 continue
             await self.publisher.carry_out(outs)
+
+    def _plan_behind(self, record: Record) -> bool:
+        """A check-in for a model this replica knows no selecting plan of (yet)."""
+        if not record.topic.endswith("/" + CHECKIN):
+            return False
+        try:
+            checkin = decode(record.value, CheckIn)
+        except SchemaError:
+            return False
+        return not any(self.plans.selecting(m) for m in checkin.models)
 
     async def _stats_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

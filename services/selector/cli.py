@@ -10,7 +10,7 @@ import time
 import structlog
 
 from flctl.main import Subparsers, bus_options, env_option
-from services.common.logs import configure_logging
+from services.common.logs import prepare_process
 from services.selector.config import EligibilityPolicy, SelectorConfig
 from services.selector.errors import SelectorConfigError
 
@@ -87,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> SelectorConfig:
 
 def main(args: argparse.Namespace) -> int:
     """Run a selector until SIGINT/SIGTERM; exit 2 on a bad setting, 1 on a bus failure."""
-    configure_logging(args.log_format, args.log_level)
+    prepare_process(args.log_format, args.log_level)
     try:
         config = config_from_args(args)
     except SelectorConfigError as exc:

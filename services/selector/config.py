@@ -63,13 +63,16 @@ class SelectorConfig:
     share_group: str = "selectors"
     workers: int = 16
     stats_interval_s: float = 30.0
+    # A device may see a new plan (retained, from a faster replica) before this
+    # replica has read it from Kafka; wait this long before saying "no open round".
+    plan_wait_ms: int = 1_000
 
     def __post_init__(self) -> None:
         if not isinstance(self.token_secret, bytes) or not self.token_secret:
             raise SelectorConfigError(
                 "token_secret", "must be a non-empty secret shared with the aggregators"
             )
-        for name in ("retry_jitter_ms", "selection_cutoff_ms"):
+        for name in ("retry_jitter_ms", "selection_cutoff_ms", "plan_wait_ms"):
             if getattr(self, name) < 0:
                 raise SelectorConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("min_backoff_ms", "no_round_retry_ms", "workers"):

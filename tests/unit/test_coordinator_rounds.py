@@ -13,7 +13,16 @@ import pytest
 from flbus.memory import MemoryLog
 from flbus.port import LogSubscription
 from modelzoo import get_spec
-from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors, decode, topics
+from schemas import (
+    AuditEvent,
+    ModelVersion,
+    PartialAggregate,
+    RoundPlan,
+    Tensors,
+    decode,
+    encode,
+    topics,
+)
 from schemas.chunking import ChunkedReceiver
 from services.common.streams import publish_log_chunked
 from services.coordinator.app import build
@@ -173,3 +182,29 @@ async def test_coordinator_survives_garbage_on_its_topics(harness: Harness) -> N
     v1 = await harness.next_version()
     assert v1.version == 1
     assert sum(harness.coordinator.errors.values()) == 2
+
+
+async def test_coordinator_counts_each_admitted_device_once(harness: Harness) -> None:
+    v0 = await harness.next_version()
+    plan = await harness.next_plan("selecting")
+    for hospital, device in (("h0", "d1"), ("h0", "d1"), ("h1", "d2")):  # d1 checked in twice
+        event = AuditEvent(
+            "device.admitted",
+            MODEL,
+            plan.round_id,
+            hospital,
+            device,
+            "selected",
+            "",
+            harness.clock.now,
+        )
+        await harness.bus.publish(topics.KAFKA_AUDIT, encode(event), key=MODEL.encode())
+    rounds = harness.coordinator.models[MODEL]
+    async with asyncio.timeout(5):  # topics are not ordered among each other
+        while rounds.summary is None or sum(rounds.summary.admitted.values()) < 2:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the duplicate has had its chance to be counted
+    await harness.partial(plan, "h0", np.ones(v0.tensors.flat.size, np.float32), n=4)
+    await harness.partial(plan, "h1", np.ones(v0.tensors.flat.size, np.float32), n=4)
+    await harness.next_version()
+    assert harness.coordinator.models[MODEL].history[-1].admitted == {"h0": 1, "h1": 1}

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.unit
 
 NOW = 1_700_000_000_000
 SECRET = b"selector-test-secret"
-CONFIG = SelectorConfig(token_secret=SECRET, stats_interval_s=60.0)
+CONFIG = SelectorConfig(token_secret=SECRET, stats_interval_s=60.0, plan_wait_ms=100)
 
 
 class Clock:
@@ -152,6 +152,17 @@ async def test_selector_admitted_device_gets_task_with_valid_token() -> None:
         event = decode(rec.value, AuditEvent)
         assert (event.kind, event.model, event.round_id) == ("device.admitted", "digits", 3)
         assert (event.hospital_id, event.device_id) == ("h0", "d7")
+
+
+async def test_selector_waits_briefly_for_a_plan_it_has_not_read_yet() -> None:
+    # A device can see a plan retained by a faster replica before this one reads it.
+    config = dataclasses.replace(CONFIG, plan_wait_ms=2_000)
+    async with running(config=config) as h:
+        asking = asyncio.create_task(h.ask(checkin("h0", "d3")))
+        await asyncio.sleep(0.1)
+        await h.log.publish(KAFKA_ROUND_PLANS, encode(plan()), key=b"digits")
+        [answer] = await asking
+        assert isinstance(answer, Task) and answer.round_id == 3
 
 
 @pytest.mark.parametrize(
