@@ -9,10 +9,8 @@ from device_sdk.errors import WeightsError
 from device_sdk.training import TrainConfig
 from flbus.port import Headers
 from modelzoo.params import ParamManifest
-from schemas import Task, Tensors, TensorSpec
+from schemas import Task, Tensors, TensorSpec, headers
 from schemas.errors import ValidationError
-
-TOKEN, MODEL, ROUND, BASE_VERSION = "token", "model", "round", "base_version"
 
 
 def to_tensors(manifest: ParamManifest, flat: NDArray[np.float32]) -> Tensors:
@@ -46,14 +44,5 @@ def train_config(task: Task, optimizer: str = "sgd") -> TrainConfig:
 
 
 def upload_headers(task: Task) -> Headers:
-    """MQTT v5 user properties on every upload chunk: the task's claims, all ASCII.
-
-    The token travels as hex because MQTT user properties are UTF-8 strings; the
-    selector (``services.selector.uploads.parse_claims``) reads it back the same way.
-    """
-    return (
-        (TOKEN, task.token.hex().encode()),
-        (MODEL, task.model.encode()),
-        (ROUND, str(task.round_id).encode()),
-        (BASE_VERSION, str(task.base_version).encode()),
-    )
+    """Headers on every upload chunk: the task's claims (format: :mod:`schemas.headers`)."""
+    return headers.upload_headers(task.token, task.model, task.round_id, task.base_version)

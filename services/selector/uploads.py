@@ -1,59 +1,31 @@
 """Upload and evaluation handlers: check each chunk's token, bridge it into Kafka unchanged.
 
 Upload chunks carry their claims as MQTT v5 user properties (``token`` as hex,
-``model``, ``round``, ``base_version`` as decimal); see :func:`upload_headers`.
+``model``, ``round``, ``base_version`` as decimal); see :mod:`schemas.headers`.
 The token is checked on every chunk against the topic's hospital and device,
 so no replica needs to remember or reassemble anything.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from flbus.port import Headers, Record
+from flbus.port import Record
 from flcore.tokens import verify_token
 from schemas import Chunk, EvaluationReport, TrainingFailure, decode
-from schemas.errors import SchemaError
+from schemas.errors import SchemaError, ValidationError
+from schemas.headers import MODEL, ROUND, UploadClaims, parse_upload_headers
 from schemas.topics import KAFKA_EVALUATIONS, DeviceTopic, updates_topic
 from services.selector.config import SelectorConfig
 from services.selector.outputs import Out, ToLog, audit
 
-TOKEN, MODEL, ROUND, BASE_VERSION = "token", "model", "round", "base_version"
 UPDATE_KIND = "ModelUpdate"
-
-
-@dataclass(frozen=True, slots=True)
-class Claims:
-    """What an upload chunk's headers claim."""
-
-    token: bytes
-    model: str
-    round_id: int
-    base_version: int
-
-
-def upload_headers(token: bytes, model: str, round_id: int, base_version: int) -> Headers:
-    """The user properties a device puts on every upload chunk (UTF-8 safe)."""
-    return (
-        (TOKEN, token.hex().encode()),
-        (MODEL, model.encode()),
-        (ROUND, str(round_id).encode()),
-        (BASE_VERSION, str(base_version).encode()),
-    )
+Claims = UploadClaims
 
 
 def parse_claims(record: Record) -> Claims | str:
     """The claims in ``record``'s headers, or a description of what is wrong with them."""
-    raw = {name: record.header(name) for name in (TOKEN, MODEL, ROUND, BASE_VERSION)}
-    missing = [name for name, v in raw.items() if v is None]
-    if missing:
-        return f"missing headers {missing}"
     try:
-        text = {name: v.decode("ascii") for name, v in raw.items() if v is not None}
-        return Claims(
-            bytes.fromhex(text[TOKEN]), text[MODEL], int(text[ROUND]), int(text[BASE_VERSION])
-        )
-    except ValueError as exc:
+        return parse_upload_headers(record.headers)
+    except ValidationError as exc:
         return f"malformed headers: {exc}"
 
 

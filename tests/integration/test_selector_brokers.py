@@ -17,6 +17,7 @@ from flbus.port import Record
 from flcore.tokens import verify_token
 from schemas import CheckIn, ModelUpdate, RoundPlan, Task, Tensors, decode, encode
 from schemas.chunking import encode_chunked
+from schemas.headers import upload_headers
 from schemas.topics import (
     KAFKA_ROUND_PLANS,
     checkin_topic,
@@ -27,7 +28,6 @@ from schemas.topics import (
 )
 from services.selector.app import Selector, build
 from services.selector.config import SelectorConfig
-from services.selector.uploads import upload_headers
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.kafka]
 

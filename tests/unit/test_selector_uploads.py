@@ -9,8 +9,8 @@ from flcore.tokens import issue_token
 from schemas import AuditEvent, EvaluationReport, ModelUpdate, Tensors, TrainingFailure, decode
 from schemas import encode as encode_msg
 from schemas.chunking import decode_chunked, encode_chunked
+from schemas.headers import upload_headers
 from schemas.topics import KAFKA_AUDIT, KAFKA_EVALUATIONS, eval_topic, updates_topic, upload_topic
-from services.selector.uploads import upload_headers
 from tests.unit.test_selector_checkin import NOW, SECRET, drain, running, until
 
 pytestmark = pytest.mark.unit
