@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from device_sdk.simulation import AVAILABILITIES, Population, partitions_for
+from flctl.health import beating
 from flctl.main import env_option
 
 Subparsers = Any
@@ -187,7 +188,8 @@ def run_devices(args: argparse.Namespace) -> int:
                 week_seconds=args.week_seconds,
                 max_slowdown=args.max_slowdown,
             )
-            await population.run(stop)
+            async with beating(stop):
+                await population.run(stop)
 
     asyncio.run(main())
     return 0

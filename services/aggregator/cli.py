@@ -10,6 +10,7 @@ import sys
 import structlog
 
 from flbus.errors import BusError
+from flctl.health import beating
 from flctl.main import Subparsers, env_option
 from schemas.chunking import DEFAULT_TIMEOUT_MS
 from services.aggregator.app import build, wall_clock_ms
@@ -104,5 +105,6 @@ async def _serve(config: AggregatorConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with KafkaBus(config.kafka_bootstrap, client_id=f"aggregator-{config.hospital}") as bus:
+    bus = KafkaBus(config.kafka_bootstrap, client_id=f"aggregator-{config.hospital}")
+    async with bus, beating(stop):
         await build(config, bus, wall_clock_ms).run(stop)

@@ -14,6 +14,7 @@ import structlog
 from flcore.errors import ConfigError as CoreConfigError
 from flcore.partition import dirichlet_partition
 from flcore.partition_spec import parse_partition
+from flctl.health import beating
 from flctl.main import Subparsers, env_option
 from modelzoo import Dataset, get_spec
 from services.common.logs import prepare_process
@@ -131,7 +132,7 @@ def register(subparsers: Subparsers) -> None:
     p.set_defaults(handler=main)
 
 
-def test_sets(models: tuple[str, ...], partition: str | None, seed: int) -> dict[str, Dataset]:
+def held_out_sets(models: tuple[str, ...], partition: str | None, seed: int) -> dict[str, Dataset]:
     """Held-out test rows per model: from a partition spec, else a seeded 20% split."""
     out: dict[str, Dataset] = {}
     for model in models:
@@ -194,8 +195,8 @@ async def _serve(args: argparse.Namespace, config: CoordinatorConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    evaluator = OnnxEvaluator(test_sets(config.models, args.partition, config.seed))
-    async with KafkaBus(args.kafka_bootstrap, client_id="coordinator") as bus:
+    evaluator = OnnxEvaluator(held_out_sets(config.models, args.partition, config.seed))
+    async with KafkaBus(args.kafka_bootstrap, client_id="coordinator") as bus, beating(stop):
         coordinator = build(
             config,
             bus,

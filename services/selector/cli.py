@@ -9,6 +9,7 @@ import time
 
 import structlog
 
+from flctl.health import beating
 from flctl.main import Subparsers, bus_options, env_option
 from services.common.logs import prepare_process
 from services.selector.config import EligibilityPolicy, SelectorConfig
@@ -115,6 +116,6 @@ async def _serve(args: argparse.Namespace, config: SelectorConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     pubsub = MqttBus(args.mqtt_url, client_id=args.mqtt_client_id)
     log_bus = KafkaBus(args.kafka_bootstrap, client_id="selector")
-    async with pubsub, log_bus:
+    async with pubsub, log_bus, beating(stop):
         selector = build(config, pubsub, log_bus, lambda: time.time_ns() // 1_000_000)
         await selector.run(stop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,40 @@ def test_compose_bind_mounted_files_exist(services: dict) -> None:
     assert ("mosquitto", "./compose/mosquitto.conf") in mounts
     for name, source in mounts:
         assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def _resolved(env: dict[str, str]) -> dict[str, str]:
+    """Compose's ${VAR:-default} with nothing set in the shell: the default."""
+    return {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", v) for k, v in env.items()}
+
+
+def test_compose_roles_start_with_valid_settings(
+    services: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each role's command and environment give a configuration its process accepts."""
+    from flctl.main import build_parser
+    from services.aggregator.cli import config_from_args as aggregator_config
+    from services.coordinator.cli import config_from_args as coordinator_config
+    from services.selector.cli import config_from_args as selector_config
+
+    builders = {
+        "aggregator": aggregator_config,
+        "coordinator": coordinator_config,
+        "selector": selector_config,
+    }
+    checked = set()
+    for name, service in services.items():
+        if not _ours(service):
+            continue
+        for key in [k for k in os.environ if k.startswith("FL_")]:
+            monkeypatch.delenv(key)
+        for key, value in _resolved(_env(service)).items():
+            monkeypatch.setenv(key, value)
+        command = service["command"]
+        assert command[0] == "flctl", name
+        args = build_parser().parse_args(command[1:])  # the flags and FL_* values parse
+        role = command[1]
+        if role in builders:
+            builders[role](args)  # raises, naming the setting, if one is missing or bad
+            checked.add(role)
+    assert checked == set(builders)
