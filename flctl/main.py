@@ -26,6 +26,7 @@ Subparsers = Any  # argparse's _SubParsersAction is private; registrars receive 
 COMMANDS: list[str] = [
     "flctl.main:register_brokers",
     "flctl.demo_cli:register",
+    "flctl.replay:register",
     "device_sdk.cli:register",
     "services.coordinator.cli:register",
     "services.selector.cli:register",
