@@ -122,10 +122,8 @@ class RoundRunner:
                 outcome = RoundOutcome(
                     task.model, task.round_id, "uploaded", "", seconds, trained.result.num_examples
                 )
-                # Not on the training executor: a simulator serialises training there, and
-                # reports queued ahead of other devices' training would stretch every round.
-                evaluation = await asyncio.to_thread(self._evaluate, state, path, x, y)
-            await self._report(task, evaluation, log)
+            if trained.result.base_eval is not None:
+                await self._report(task, trained.result.base_eval, log)
         except SdkError as exc:
             outcome = RoundOutcome(task.model, task.round_id, "failed", exc.reason)
             await self._fail(task, exc.reason, str(exc), log)
@@ -176,7 +174,8 @@ class RoundRunner:
         trainer = state.training_trainer(path, self._d.config.ort_threads)
         manifest, flat = from_tensors(version.tensors)
         trainer.load_weights(flat, manifest)
-        result = trainer.train(x, y, train_config(task), rng)
+        # The base model is scored in the training session (federated evaluation).
+        result = trainer.train(x, y, train_config(task), rng, evaluate_first=True)
         update = result.update
         if task.noise_multiplier > 0:
             # Local Gaussian noise scaled to the clip bound (the sensitivity of one update).
@@ -184,12 +183,6 @@ class RoundRunner:
             update = add_gaussian_noise(update, stddev, rng)
         seconds = time.perf_counter() - started
         return _Trained(result, update, trainer.manifest, seconds, (started_ms, self._d.clock()))
-
-    def _evaluate(
-        self, state: ModelState, path: Path, x: NDArray[np.float32], y: NDArray[np.int64]
-    ) -> EvalResult:
-        """Loss and accuracy of the base weights the trainer holds (worker thread)."""
-        return state.training_trainer(path, self._d.config.ort_threads).evaluate(x, y)
 
     async def _upload(self, task: Task, trained: _Trained, seconds: float, log: Any) -> bool:
         """Claim the round, then publish the update's chunks; False if already claimed."""

@@ -177,9 +177,19 @@ class Trainer:
         return arr.astype(np.int64)
 
     def train(
-        self, x: NDArray[Any], y: NDArray[Any], config: TrainConfig, rng: np.random.Generator
+        self,
+        x: NDArray[Any],
+        y: NDArray[Any],
+        config: TrainConfig,
+        rng: np.random.Generator,
+        *,
+        evaluate_first: bool = False,
     ) -> TrainResult:
         """Train from the global weights; return the (optionally clipped) update.
+
+        With ``evaluate_first`` the global weights are first scored on the same
+        examples in the same session (``TrainResult.base_eval``): federated
+        evaluation for the price of one forward pass, no second session.
 
         Raises FeatureError/LabelError/DataError on unusable examples,
         TrainingDivergedError on NaN/inf, ArtifactError if ORT rejects the artifacts.
@@ -195,6 +205,7 @@ class Trainer:
         session = _Session(self, self._global, config.optimizer)
         assert session.optimizer is not None
         session.optimizer.set_learning_rate(config.learning_rate)
+        base_eval = self._score(session.module, feats, labels) if evaluate_first else None
         session.module.train()
         seen = np.zeros(n, dtype=bool)
         loss_sum, steps, examples = 0.0, 0, 0
@@ -225,6 +236,7 @@ class Trainer:
             train_seconds=self._clock() - started,
             update_norm=norm,
             clipped=clipped,
+            base_eval=base_eval,
         )
         self._log.info(
             "training.finished",
@@ -246,7 +258,14 @@ class Trainer:
             raise DataError("no labelled examples to evaluate on")
         if self._eval_session is None:
             self._eval_session = _Session(self, self._global, None)
-        module = self._eval_session.module
+        return self._score(self._eval_session.module, feats, labels, batch_size)
+
+    @staticmethod
+    def _score(
+        module: Any, feats: F32, labels: NDArray[np.int64], batch_size: int = 256
+    ) -> EvalResult:
+        """Loss and accuracy of the weights ``module`` holds, through its eval graph."""
+        n = feats.shape[0]
         loss_sum, correct = 0.0, 0
         with _ort_errors("evaluation failed"):
             module.eval()

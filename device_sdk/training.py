@@ -43,6 +43,7 @@ class TrainResult:
     train_seconds: float
     update_norm: float
     clipped: bool
+    base_eval: EvalResult | None = None  # the global weights on the same examples, if asked
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,9 @@ async def run_demo(
         else (lambda line: None)
     )
     quiet_native_warnings()
+    # Every role's event loop shares this process with the device-training thread; a
+    # shorter GIL switch interval lets the loop answer while a device trains.
+    sys.setswitchinterval(0.0005)
     experiment = make_experiment(
         opts.models,
         hospitals=opts.hospitals,

@@ -130,6 +130,22 @@ def test_ort_same_seed_gives_same_update(artifact_root: Path) -> None:
     assert not np.array_equal(a, c)
 
 
+def test_ort_evaluate_first_scores_the_global_weights_not_the_trained_ones(
+    artifact_root: Path,
+) -> None:
+    x, y, _, _ = _split("breast_cancer")
+    trainer = Trainer(artifact_root / "breast_cancer")
+    before = trainer.evaluate(x, y)
+    config = TrainConfig(epochs=2, batch_size=8, learning_rate=0.05)
+    result = trainer.train(x, y, config, np.random.default_rng(1), evaluate_first=True)
+    assert result.base_eval is not None
+    assert result.base_eval.num_examples == len(y)
+    assert result.base_eval.accuracy == pytest.approx(before.accuracy)
+    assert result.base_eval.loss == pytest.approx(before.loss, rel=1e-5)
+    assert result.mean_loss < before.loss  # training moved on from what was scored
+    assert trainer.train(x, y, config, np.random.default_rng(1)).base_eval is None
+
+
 # --- bad input -------------------------------------------------------------------
 
 
