@@ -5,11 +5,13 @@ published (they stay closed), catch up with round plans and model versions,
 then replay the updates group's backlog before the first tick, so a restart
 after a deadline still counts what was uploaded before it.
 
-Choices: an update whose round has no plan yet is rejected as
-``unknown_round`` (control topics are drained before every update, and a
-device only trains after the selector saw the plan, so this is rare and
-visible in the audit); tokens are checked at the record's timestamp (upload
-time), so replaying after the token's expiry does not reject what was valid.
+Choices: an update for a round newer than any plan this aggregator has read
+is parked until that plan arrives (the plans topic and the updates topic are
+read by different consumers, so a fast device's update can overtake the plan),
+for at most ``park_ms``; after that it is rejected as ``unknown_round``.
+Parked records hold the offset commit back like any unpublished round's.
+Tokens are checked at the record's timestamp (upload time), so replaying
+after the token's expiry does not reject what was valid.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable
 import structlog
 
 from flbus.errors import BusError
-from flbus.port import LogBus, LogSubscription, Record
+from flbus.port import LogBus, LogSubscription, Record, TopicPartition
 from schemas import ModelVersion, RoundPlan, decode
 from schemas.chunking import ChunkedReceiver
 from schemas.errors import SchemaError
@@ -52,6 +54,7 @@ class Aggregator:
         self._stats = AggregatorStats()
         self._out = Outbox(bus, config.hospital, clock)
         self._updates: LogSubscription | None = None
+        self._parked: list[tuple[GotUpdate, int, int]] = []  # (update, sent_ms, parked_at_ms)
         self._log = structlog.get_logger("aggregator").bind(hospital=config.hospital)
 
     def stats(self) -> AggregatorStats:
@@ -103,6 +106,7 @@ class Aggregator:
                 if tally is not None and tally is not before:
                     goal = tally.state.goal
                     self._log.info("round.opened", model=plan.model, round=plan.round_id, goal=goal)
+                await self._unpark(lambda got, _at: not self._ahead(got))
                 return
             version = self._versions.add(record.value, now)
             if isinstance(version, ModelVersion):
@@ -123,8 +127,31 @@ class Aggregator:
             model, round_id = header_claims(record)
             await self._reject(model, round_id, key_id(record), got.reason, got.detail)
 
-    async def _on_update(self, got: GotUpdate, sent_ms: int) -> None:
+    def _ahead(self, got: GotUpdate) -> bool:
+        """Whether the update is for a round newer than every plan read so far."""
         u = got.update
+        tally = self.book.open.get(u.model)
+        plan = tally.plan if tally is not None else self.book.plans.get(u.model)
+        known = plan.round_id if plan is not None else -1
+        return u.round_id > known and (u.model, u.round_id) not in self.book.closed
+
+    async def _unpark(self, ready: Callable[[GotUpdate, int], bool]) -> None:
+        """Handle the parked updates ``ready(update, parked_at_ms)`` picks, in arrival order."""
+        if not self._parked:
+            return
+        keep, go = [], []
+        for entry in self._parked:
+            (go if ready(entry[0], entry[2]) else keep).append(entry)
+        self._parked = keep
+        for got, sent_ms, _ in go:
+            await self._on_update(got, sent_ms, may_park=False)
+
+    async def _on_update(self, got: GotUpdate, sent_ms: int, *, may_park: bool = True) -> None:
+        u = got.update
+        if may_park and self._ahead(got) and len(self._parked) < self.config.park_limit:
+            self._parked.append((got, sent_ms, self._clock()))
+            self._log.info("update.parked", model=u.model, round=u.round_id, device=u.device_id)
+            return
         tally = self.book.open.get(u.model)
         if tally is not None and tally.plan.round_id == u.round_id:
             tally.hold(got.tp, got.first)
@@ -177,6 +204,8 @@ class Aggregator:
         now = self._clock()
         for sid in self._intake.expire(now):
             await self._reject("", -1, "", "incomplete_upload", f"stream {sid!r} stalled")
+        # Parked too long: the plan never came (or this aggregator missed it).
+        await self._unpark(lambda _got, at: now - at >= self.config.park_ms)
         await self._publish(self.book.tick(now))
 
     async def _publish(self, decisions: list[Decision]) -> None:
@@ -200,7 +229,11 @@ class Aggregator:
             await self._commit()
 
     async def _commit(self) -> None:
-        offsets = self._ledger.to_commit([*self.book.floors(), self._intake.floors()])
+        parked: dict[TopicPartition, int] = {}
+        for got, _, _ in self._parked:
+            parked[got.tp] = min(got.first, parked.get(got.tp, got.first))
+        floors = [*self.book.floors(), self._intake.floors(), parked]
+        offsets = self._ledger.to_commit(floors)
         if not offsets or self._updates is None:
             return
         try:

@@ -65,6 +65,22 @@ def register(subparsers: Subparsers) -> None:
         default=2000,
         help="start-up reads end after this long without a record",
     )
+    env_option(
+        p,
+        "--park-ms",
+        env="FL_AGGREGATOR_PARK_MS",
+        type=int,
+        default=10_000,
+        help="how long an update may wait for its round's plan before it is rejected",
+    )
+    env_option(
+        p,
+        "--park-limit",
+        env="FL_AGGREGATOR_PARK_LIMIT",
+        type=int,
+        default=10_000,
+        help="updates waiting for their plan at most",
+    )
     env_option(p, "--log-format", env="FL_LOG_FORMAT", default="json", help="json or console")
     env_option(p, "--log-level", env="FL_LOG_LEVEL", default="info", help="log level")
     p.set_defaults(handler=_run)
@@ -80,6 +96,8 @@ def config_from_args(args: argparse.Namespace) -> AggregatorConfig:
         tick_ms=args.tick_ms,
         stream_timeout_ms=args.stream_timeout_ms,
         catch_up_idle_ms=args.catch_up_idle_ms,
+        park_ms=args.park_ms,
+        park_limit=args.park_limit,
     )
 
 

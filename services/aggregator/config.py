@@ -17,6 +17,8 @@ SETTINGS: dict[str, str] = {
     "group": "--group / FL_AGGREGATOR_GROUP",
     "stream_timeout_ms": "--stream-timeout-ms / FL_AGGREGATOR_STREAM_TIMEOUT_MS",
     "catch_up_idle_ms": "--catch-up-idle-ms / FL_AGGREGATOR_CATCH_UP_IDLE_MS",
+    "park_ms": "--park-ms / FL_AGGREGATOR_PARK_MS",
+    "park_limit": "--park-limit / FL_AGGREGATOR_PARK_LIMIT",
 }
 
 
@@ -35,6 +37,8 @@ class AggregatorConfig:
     tick_ms: int = 50  # how often deadlines are checked
     stream_timeout_ms: int = DEFAULT_TIMEOUT_MS  # an upload idle this long is dropped
     catch_up_idle_ms: int = 2_000  # start-up reads stop after this long without a record
+    park_ms: int = 10_000  # how long an update may wait for its round's plan
+    park_limit: int = 10_000  # updates waiting for a plan at most (then rejected at once)
 
     def __post_init__(self) -> None:
         if not isinstance(self.hospital, str) or not is_valid_id(self.hospital):
@@ -48,7 +52,13 @@ class AggregatorConfig:
             )
         if self.group and not all(c.isalnum() or c in "._-" for c in self.group):
             raise _bad("group", f"must be [A-Za-z0-9._-], got {self.group!r}")
-        for name, low in (("tick_ms", 1), ("stream_timeout_ms", 1), ("catch_up_idle_ms", 0)):
+        for name, low in (
+            ("tick_ms", 1),
+            ("stream_timeout_ms", 1),
+            ("catch_up_idle_ms", 0),
+            ("park_ms", 0),
+            ("park_limit", 0),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise _bad(name, f"must be an integer >= {low}, got {value!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -130,12 +131,32 @@ async def test_aggregator_counts_training_failure_as_dropped_device() -> None:
     assert not agg.stats().rejected
 
 
-async def test_aggregator_update_before_its_plan_is_unknown_round() -> None:
+async def test_aggregator_update_that_overtakes_its_plan_waits_for_it() -> None:
     world = World()
     await world.bus.start()
     await world.version(0)
     agg = await world.start()
+    update = world.update("d1")
+    await world.send(update)  # a fast device: its update arrives before this aggregator's plan
+    await asyncio.sleep(0.1)
+    assert agg.stats().accepted == 0 and not agg.stats().rejected
+    await world.plan(goal=1)
+    await eventually(lambda: agg.stats().partials == 1)
+    await world.stop(agg)
+    [partial] = await world.partials()
+    assert partial.num_updates == 1 and not agg.stats().rejected
+    np.testing.assert_allclose(partial.tensors.flat, weighted_sum([update]), rtol=1e-6)
+
+
+async def test_aggregator_update_whose_plan_never_comes_is_unknown_round() -> None:
+    world = World()
+    await world.bus.start()
+    await world.version(0)
+    agg = await world.start(park_ms=5_000)
     await world.send(world.update("d1"))
+    await asyncio.sleep(0.1)
+    assert not agg.stats().rejected  # parked, waiting for the plan
+    world.now += 5_000
     await eventually(lambda: agg.stats().rejected["unknown_round"] == 1)
     await world.stop(agg)
     [event] = await world.audits()
