@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import structlog
 
 from device_sdk.simulation import AVAILABILITIES, Population, partitions_for
-from flctl.health import beating
+from flctl.health import run_service
 from flctl.main import env_option
 
 Subparsers = Any
@@ -171,11 +170,7 @@ def run_devices(args: argparse.Namespace) -> int:
     )
     url = args.mqtt_url
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def serve(stop: asyncio.Event) -> None:
         with ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="train") as pool:
             population = Population.from_partition(
                 partitions,
@@ -188,8 +183,6 @@ def run_devices(args: argparse.Namespace) -> int:
                 week_seconds=args.week_seconds,
                 max_slowdown=args.max_slowdown,
             )
-            async with beating(stop):
-                await population.run(stop)
+            await population.run(stop)
 
-    asyncio.run(main())
-    return 0
+    return run_service("devices", serve)

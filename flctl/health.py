@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import structlog
 
 HEALTH_FILE = Path(os.environ.get("FL_HEALTH_FILE", "/tmp/fl-healthy"))
 
@@ -35,3 +39,27 @@ async def beating(stop: asyncio.Event, path: Path = HEALTH_FILE):  # type: ignor
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def run_service(name: str, serve: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run ``serve(stop)`` until SIGINT/SIGTERM sets ``stop``, with the heartbeat beating.
+
+    Returns the process exit code: 0 after a clean stop, 1 when a bus failed
+    (logged as ``<name>.bus_failed`` with the reason).
+    """
+    from flbus.errors import BusError
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with beating(stop):
+            await serve(stop)
+
+    try:
+        asyncio.run(main())
+    except BusError as e:
+        structlog.get_logger(name).error(f"{name}.bus_failed", error=str(e))
+        return 1
+    return 0

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
-import structlog
-
-from flbus.errors import BusError
-from flctl.health import beating
+from flctl.health import run_service
 from flctl.main import Subparsers, env_option
 from schemas.chunking import DEFAULT_TIMEOUT_MS
 from services.aggregator.app import build, wall_clock_ms
@@ -108,21 +104,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"flctl aggregator: {exc}", file=sys.stderr)
         return 2
     prepare_process(args.log_format, args.log_level)
-    try:
-        asyncio.run(_serve(config))
-    except BusError as exc:
-        structlog.get_logger("aggregator").error("aggregator.failed", error=repr(exc))
-        return 1
-    return 0
+    return run_service("aggregator", lambda stop: _serve(config, stop))
 
 
-async def _serve(config: AggregatorConfig) -> None:
+async def _serve(config: AggregatorConfig, stop: asyncio.Event) -> None:
     from flbus.kafka import KafkaBus  # imported here: only the real process needs aiokafka
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    bus = KafkaBus(config.kafka_bootstrap, client_id=f"aggregator-{config.hospital}")
-    async with bus, beating(stop):
+    async with KafkaBus(config.kafka_bootstrap, client_id=f"aggregator-{config.hospital}") as bus:
         await build(config, bus, wall_clock_ms).run(stop)

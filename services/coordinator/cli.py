@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import structlog
 from flcore.errors import ConfigError as CoreConfigError
 from flcore.partition import dirichlet_partition
 from flcore.partition_spec import parse_partition
-from flctl.health import beating
+from flctl.health import run_service
 from flctl.main import Subparsers, env_option
 from modelzoo import Dataset, get_spec
 from services.common.logs import prepare_process
@@ -175,28 +174,17 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as e:
         _log.error("coordinator.config_invalid", problem=str(e))
         return 2
-    from flbus.errors import BusError
-
-    try:
-        asyncio.run(_serve(args, config))
-    except BusError as e:
-        _log.error("coordinator.bus_failed", error=str(e))
-        return 1
-    return 0
+    return run_service("coordinator", lambda stop: _serve(args, config, stop))
 
 
-async def _serve(args: argparse.Namespace, config: CoordinatorConfig) -> None:
+async def _serve(args: argparse.Namespace, config: CoordinatorConfig, stop: asyncio.Event) -> None:
     from flbus.kafka import KafkaBus
     from services.coordinator.app import build
     from services.coordinator.evaluation import OnnxEvaluator
     from services.coordinator.store import FileModelStore
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     evaluator = OnnxEvaluator(held_out_sets(config.models, args.partition, config.seed))
-    async with KafkaBus(args.kafka_bootstrap, client_id="coordinator") as bus, beating(stop):
+    async with KafkaBus(args.kafka_bootstrap, client_id="coordinator") as bus:
         coordinator = build(
             config,
             bus,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import time
 
 import structlog
 
-from flctl.health import beating
+from flctl.health import run_service
 from flctl.main import Subparsers, bus_options, env_option
 from services.common.logs import prepare_process
 from services.selector.config import EligibilityPolicy, SelectorConfig
@@ -95,27 +94,16 @@ def main(args: argparse.Namespace) -> int:
         flag = SETTINGS.get(exc.setting, "")
         _log.error("selector.config_invalid", setting=exc.setting, flag=flag, problem=exc.problem)
         return 2
-    from flbus.errors import BusError
-
-    try:
-        asyncio.run(_serve(args, config))
-    except BusError as exc:
-        _log.error("selector.bus_failed", error=str(exc))
-        return 1
-    return 0
+    return run_service("selector", lambda stop: _serve(args, config, stop))
 
 
-async def _serve(args: argparse.Namespace, config: SelectorConfig) -> None:
+async def _serve(args: argparse.Namespace, config: SelectorConfig, stop: asyncio.Event) -> None:
     from flbus.kafka import KafkaBus
     from flbus.mqtt import MqttBus
     from services.selector.app import build
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     pubsub = MqttBus(args.mqtt_url, client_id=args.mqtt_client_id)
     log_bus = KafkaBus(args.kafka_bootstrap, client_id="selector")
-    async with pubsub, log_bus, beating(stop):
+    async with pubsub, log_bus:
         selector = build(config, pubsub, log_bus, lambda: time.time_ns() // 1_000_000)
         await selector.run(stop)
