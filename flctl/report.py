@@ -16,16 +16,17 @@ def busy_seconds(spans: Iterable[tuple[int, int]], start_ms: int, end_ms: int) -
     clipped = sorted(
         (max(a, start_ms), min(b, end_ms)) for a, b in spans if b > start_ms and a < end_ms
     )
-    total, cur_a, cur_b = 0, None, None
+    total = 0
+    current: tuple[int, int] | None = None  # the merged span being extended
     for a, b in clipped:
-        if cur_b is None or a > cur_b:
-            if cur_b is not None:
-                total += cur_b - cur_a
-            cur_a, cur_b = a, b
+        if current is None or a > current[1]:
+            if current is not None:
+                total += current[1] - current[0]
+            current = (a, b)
         else:
-            cur_b = max(cur_b, b)
-    if cur_b is not None:
-        total += cur_b - cur_a
+            current = (current[0], max(current[1], b))
+    if current is not None:
+        total += current[1] - current[0]
     return total / 1000
 
 

@@ -139,7 +139,8 @@ class Aggregator:
         """Handle the parked updates ``ready(update, parked_at_ms)`` picks, in arrival order."""
         if not self._parked:
             return
-        keep, go = [], []
+        keep: list[tuple[GotUpdate, int, int]] = []
+        go: list[tuple[GotUpdate, int, int]] = []
         for entry in self._parked:
             (go if ready(entry[0], entry[2]) else keep).append(entry)
         self._parked = keep

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flcore.errors import ConfigError as CoreConfigError
-from flcore.server_opt import make_server_optimizer
+from flcore.server_opt import ServerOptimizer, make_server_optimizer
 from modelzoo import model_names
 from services.coordinator.errors import ConfigError
 
@@ -58,7 +58,7 @@ class RoundSettings:
             raise ConfigError("noise_multiplier > 0 needs clip_norm > 0 (noise is scaled by it)")
         self.make_optimizer()  # fails now, naming the setting, rather than after round 1
 
-    def make_optimizer(self):  # type: ignore[no-untyped-def]
+    def make_optimizer(self) -> ServerOptimizer:
         """The server optimizer these settings name."""
         hparams = {} if self.server_lr is None else {"eta": self.server_lr}
         try:

@@ -164,7 +164,7 @@ class Coordinator:
                 if isinstance(partial, PartialAggregate) and partial.model in self.models:
                     await self.models[partial.model].on_partial(partial, now_ms)
             elif record.topic == topics.KAFKA_AUDIT:
-                event = decode(record.value)
+                event: object = decode(record.value)
                 if (
                     isinstance(event, AuditEvent)
                     and event.kind == "device.admitted"

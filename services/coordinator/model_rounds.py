@@ -20,7 +20,7 @@ from flcore.admission import admission_probability
 from flcore.privacy import add_gaussian_noise, central_noise_stddev
 from flcore.server_opt import ServerOptState
 from modelzoo import ParamManifest
-from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors
+from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors, TensorSpec
 from services.coordinator.config import RoundSettings
 from services.coordinator.evaluation import Evaluator
 from services.coordinator.store import ModelStore, VersionRecord
@@ -106,9 +106,7 @@ class ModelRounds:
         """Current weights by parameter name."""
         return dict(Tensors(self._specs(), self.weights).to_dict())
 
-    def _specs(self):  # type: ignore[no-untyped-def]
-        from schemas import TensorSpec
-
+    def _specs(self) -> tuple[TensorSpec, ...]:
         return tuple(TensorSpec(e.name, tuple(e.shape)) for e in self.manifest.entries)
 
     def version_message(self, now_ms: int, record: VersionRecord) -> ModelVersion:

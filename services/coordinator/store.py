@@ -114,7 +114,7 @@ class FileModelStore(ModelStore):
         if meta.exists():
             raise StoreError(f"{record.model} v{record.version} already exists in {self.root}")
         npz.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(npz, lambda f: np.savez(f, **weights))
+        _atomic_write(npz, lambda f: np.savez(f, **weights))  # type: ignore[arg-type]
         _atomic_write(meta, lambda f: f.write(json.dumps(asdict(record), indent=2).encode()))
 
     def get(self, model: str, version: int) -> tuple[VersionRecord, dict[str, np.ndarray]]:
