@@ -78,6 +78,13 @@ class DemoOptions:
             raise ValueError(f"brokers must be memory, local or external, got {self.brokers!r}")
         if self.brokers == "external" and not (self.mqtt_url and self.kafka_bootstrap):
             raise ValueError("external brokers need both --mqtt and --kafka")
+        if self.rounds.rounds < 1:
+            raise ValueError("a demo needs --rounds >= 1")
+        if self.out is not None and any((self.out / "models").glob("*/v*.json")):
+            raise ValueError(
+                f"{self.out / 'models'} already holds a model registry from an earlier run; "
+                "choose another --out or remove it"
+            )
         if self.hospitals < 1 or self.devices < 1 or self.selectors < 1:
             raise ValueError("hospitals, devices and selectors must be >= 1")
         if not 0 <= self.dropout <= 1:
@@ -204,7 +211,7 @@ class Progress:
 async def run_demo(
     opts: DemoOptions, *, progress_stream: TextIO | None = sys.stderr
 ) -> dict[str, Any]:
-    """Run the whole federated training; return the report (also written to ``opts.out``)."""
+    """Run the whole federated training and return its report (``opts.out`` holds the registry)."""
     say: Callable[[str], None] = (
         (lambda line: print(line, file=progress_stream, flush=True))
         if progress_stream

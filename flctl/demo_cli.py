@@ -10,6 +10,7 @@ from pathlib import Path
 from flcore.errors import ConfigError as CoreConfigError
 from flctl.experiment import ExperimentError
 from flctl.main import Subparsers, env_option
+from modelzoo import ZooError
 from services.common.logs import prepare_process
 from services.coordinator.cli import add_round_options, round_settings
 from services.coordinator.errors import ConfigError
@@ -115,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
             out=Path(args.out) if args.out else None,
         )
         report = asyncio.run(run_demo(opts, progress_stream=None if args.quiet else sys.stderr))
-    except (ValueError, ConfigError, CoreConfigError, ExperimentError, OSError) as e:
+    except (ValueError, ConfigError, CoreConfigError, ExperimentError, OSError, ZooError) as e:
         print(f"flctl demo: {e}", file=sys.stderr)
         return 2
     print(summary_table(report))

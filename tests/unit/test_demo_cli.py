@@ -1,0 +1,48 @@
+"""flctl demo refuses bad input with exit code 2 and a message naming the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flctl.main import main
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--models", "nope"], "no zoo model named 'nope'"),
+        (["--rounds", "0"], "--rounds >= 1"),
+        (["--dropout", "2"], "dropout must be in [0, 1]"),
+        (["--server-optimizer", "adam"], "unknown server optimizer 'adam'"),
+        (["--partition", "/nonexistent/split.json"], "No such file"),
+        (["--mqtt", "mqtt://127.0.0.1:1"], "external brokers need both --mqtt and --kafka"),
+    ],
+)
+def test_demo_bad_input_exits_2_naming_it(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_demo_refuses_to_mix_registries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "models" / "digits_mlp").mkdir(parents=True)
+    (tmp_path / "models" / "digits_mlp" / "v3.json").write_text("{}")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "already holds a model registry" in capsys.readouterr().err
+
+
+def test_demo_partition_with_a_row_twice_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "split.json"
+    spec.write_text(
+        '{"dataset": "digits", "test": [0], '
+        '"devices": [{"hospital": "h0", "device": "d0", "train": [0]}]}'
+    )
+    assert main(["demo", "--partition", str(spec)]) == 2
+    assert "devices[0].train[0]" in capsys.readouterr().err
