@@ -16,7 +16,7 @@ from schemas import ArtifactBundle
 from services.coordinator.config import CoordinatorConfig
 from services.coordinator.coordinator import Coordinator, KafkaOutbox, load_init_weights
 from services.coordinator.errors import ConfigError
-from services.coordinator.evaluation import Evaluator
+from services.coordinator.evaluation import Evaluator, onnx_model_bytes
 from services.coordinator.model_rounds import ModelRounds
 from services.coordinator.store import ModelStore, VersionRecord
 
@@ -75,7 +75,7 @@ def build(
             record = VersionRecord(
                 name, 0, -1, 0, clock(), evaluator.evaluate(name, weights), note="initial"
             )
-            store.put(record, weights)
+            store.put(record, weights, onnx_model_bytes(name, weights))
         _, weights = store.get(name, record.version)
         models[name] = ModelRounds(
             model=name,

@@ -18,6 +18,22 @@ from modelzoo import Dataset, get_spec
 from modelzoo.graphs import INPUT_NAME
 
 
+def with_weights(graph: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``graph`` whose initializers hold ``weights`` (by name)."""
+    proto = onnx.ModelProto()
+    proto.CopyFrom(graph)
+    for init in proto.graph.initializer:
+        if init.name in weights:
+            value = np.asarray(weights[init.name], dtype=np.float32)
+            init.CopyFrom(numpy_helper.from_array(value.reshape(tuple(init.dims)), init.name))
+    return proto
+
+
+def onnx_model_bytes(model: str, weights: Mapping[str, np.ndarray]) -> bytes:
+    """The zoo model ``model`` with ``weights``, serialized: what a version deploys as."""
+    return with_weights(get_spec(model).build(0), weights).SerializeToString()
+
+
 class Evaluator(Protocol):
     """Scores a model's weights."""
 
@@ -40,12 +56,7 @@ class OnnxEvaluator:
             return {}
         spec = get_spec(model)
         graph = self._graphs.setdefault(model, spec.build(0))
-        proto = onnx.ModelProto()
-        proto.CopyFrom(graph)
-        for init in proto.graph.initializer:
-            if init.name in weights:
-                value = np.asarray(weights[init.name], dtype=np.float32)
-                init.CopyFrom(numpy_helper.from_array(value.reshape(tuple(init.dims)), init.name))
+        proto = with_weights(graph, weights)
         session = ort.InferenceSession(
             proto.SerializeToString(), providers=["CPUExecutionProvider"]
         )

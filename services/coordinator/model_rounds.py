@@ -22,7 +22,7 @@ from flcore.server_opt import ServerOptState
 from modelzoo import ParamManifest
 from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors, TensorSpec
 from services.coordinator.config import RoundSettings
-from services.coordinator.evaluation import Evaluator
+from services.coordinator.evaluation import Evaluator, onnx_model_bytes
 from services.coordinator.store import ModelStore, VersionRecord
 
 log = structlog.get_logger("coordinator")
@@ -299,7 +299,8 @@ class ModelRounds:
         record = VersionRecord(
             self.model, self.version, parent, self.state.plan.round_id, now_ms, metrics
         )
-        self.store.put(record, self.named_weights())
+        named = self.named_weights()
+        self.store.put(record, named, onnx_model_bytes(self.model, named))
         await self.outbox.version(self.version_message(now_ms, record))
         self.state, _ = core.advance(self.state, core.RoundCommitted(record.round_id, self.version))
         await self.outbox.plan(self._wire_plan("done", 0.0, now_ms, decision.reason))

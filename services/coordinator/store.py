@@ -36,7 +36,9 @@ class ModelStore(abc.ABC):
     """Where the coordinator keeps every model version it publishes."""
 
     @abc.abstractmethod
-    def put(self, record: VersionRecord, weights: dict[str, np.ndarray]) -> None:
+    def put(
+        self, record: VersionRecord, weights: dict[str, np.ndarray], onnx_model: bytes = b""
+    ) -> None:
         """Store a new version.
 
         Parameters
@@ -45,6 +47,9 @@ class ModelStore(abc.ABC):
             Lineage and metrics of the version.
         weights:
             Parameters by name.
+        onnx_model:
+            The serialized ONNX model with these weights (what a deployment
+            serves); empty when there is none.
 
         Raises
         ------
@@ -60,6 +65,10 @@ class ModelStore(abc.ABC):
     def versions(self, model: str) -> list[VersionRecord]:
         """Every stored version of ``model``, oldest first."""
 
+    @abc.abstractmethod
+    def onnx_model(self, model: str, version: int) -> bytes:
+        """The serialized ONNX model of a version; StoreError if none was stored."""
+
     def latest(self, model: str) -> VersionRecord | None:
         """The newest version of ``model``, or None."""
         found = self.versions(model)
@@ -71,13 +80,25 @@ class MemoryModelStore(ModelStore):
 
     def __init__(self) -> None:
         self._data: dict[tuple[str, int], tuple[VersionRecord, dict[str, np.ndarray]]] = {}
+        self._onnx: dict[tuple[str, int], bytes] = {}
 
-    def put(self, record: VersionRecord, weights: dict[str, np.ndarray]) -> None:
+    def put(
+        self, record: VersionRecord, weights: dict[str, np.ndarray], onnx_model: bytes = b""
+    ) -> None:
         """Store a new version (copies the arrays)."""
         key = (record.model, record.version)
         if key in self._data:
             raise StoreError(f"{record.model} v{record.version} already exists")
         self._data[key] = (record, {k: np.array(v, copy=True) for k, v in weights.items()})
+        if onnx_model:
+            self._onnx[key] = bytes(onnx_model)
+
+    def onnx_model(self, model: str, version: int) -> bytes:
+        """The serialized ONNX model of a version."""
+        try:
+            return self._onnx[(model, version)]
+        except KeyError:
+            raise StoreError(f"no ONNX model stored for {model} v{version}") from None
 
     def get(self, model: str, version: int) -> tuple[VersionRecord, dict[str, np.ndarray]]:
         """A stored version and its weights."""
@@ -95,7 +116,7 @@ class MemoryModelStore(ModelStore):
 
 
 class FileModelStore(ModelStore):
-    """A directory per model: ``<root>/<model>/v<N>.npz`` and ``v<N>.json``.
+    """A directory per model: ``<root>/<model>/v<N>.npz``, ``v<N>.onnx`` and ``v<N>.json``.
 
     Files are written to a temporary name and renamed, so a crash never leaves
     a half-written version behind.
@@ -108,13 +129,17 @@ class FileModelStore(ModelStore):
         base = self.root / model
         return base / f"v{version}.npz", base / f"v{version}.json"
 
-    def put(self, record: VersionRecord, weights: dict[str, np.ndarray]) -> None:
-        """Store a new version atomically."""
+    def put(
+        self, record: VersionRecord, weights: dict[str, np.ndarray], onnx_model: bytes = b""
+    ) -> None:
+        """Store a new version atomically (the metadata file is written last)."""
         npz, meta = self._paths(record.model, record.version)
         if meta.exists():
             raise StoreError(f"{record.model} v{record.version} already exists in {self.root}")
         npz.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(npz, lambda f: np.savez(f, **weights))  # type: ignore[arg-type]
+        if onnx_model:
+            _atomic_write(npz.with_suffix(".onnx"), lambda f: f.write(onnx_model))
         _atomic_write(meta, lambda f: f.write(json.dumps(asdict(record), indent=2).encode()))
 
     def get(self, model: str, version: int) -> tuple[VersionRecord, dict[str, np.ndarray]]:
@@ -126,6 +151,13 @@ class FileModelStore(ModelStore):
         with np.load(npz) as data:
             weights = {k: data[k] for k in data.files}
         return record, weights
+
+    def onnx_model(self, model: str, version: int) -> bytes:
+        """The serialized ONNX model of a version (``<root>/<model>/v<N>.onnx``)."""
+        path = self._paths(model, version)[0].with_suffix(".onnx")
+        if not path.is_file():
+            raise StoreError(f"no ONNX model stored for {model} v{version} in {self.root}")
+        return path.read_bytes()
 
     def versions(self, model: str) -> list[VersionRecord]:
         """Every stored version of ``model``, oldest first."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from flbus.memory import MemoryLog
@@ -146,6 +147,13 @@ async def test_coordinator_combines_partials_weighted_by_examples(harness: Harne
     assert "accuracy" in v1.metric_names
     record, _ = harness.store.get(MODEL, 1)
     assert record.parent_version == 0 and 0 <= record.metrics["accuracy"] <= 1
+    # The stored ONNX model serves the new weights: its test accuracy is the recorded one.
+    session = ort.InferenceSession(harness.store.onnx_model(MODEL, 1))
+    data = get_spec(MODEL).load_data()
+    (logits,) = session.run(None, {session.get_inputs()[0].name: data.X})
+    assert float((logits.argmax(axis=1) == data.y).mean()) == pytest.approx(
+        record.metrics["accuracy"]
+    )
     done = await harness.next_plan("done")
     nxt = await harness.next_plan("selecting")
     assert done.round_id == 1 and nxt.round_id == 2 and nxt.base_version == 1

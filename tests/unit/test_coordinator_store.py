@@ -49,3 +49,11 @@ def test_file_store_survives_reopen(tmp_path: Path) -> None:
     record, weights = FileModelStore(tmp_path).get("digits_mlp", 0)
     assert record.version == 0 and weights["w"].tolist() == [2.0, 2.0, 2.0]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_store_keeps_each_versions_onnx_model(store: ModelStore) -> None:
+    store.put(_record(0), {"w": np.zeros(1, "f4")}, onnx_model=b"onnx-bytes-v0")
+    store.put(_record(1, parent=0), {"w": np.ones(1, "f4")})
+    assert store.onnx_model("digits_mlp", 0) == b"onnx-bytes-v0"
+    with pytest.raises(StoreError, match="no ONNX model"):
+        store.onnx_model("digits_mlp", 1)
