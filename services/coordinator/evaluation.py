@@ -6,6 +6,7 @@ ONNX Runtime inference on the same graph the devices train.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -29,9 +30,14 @@ def with_weights(graph: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> o
     return proto
 
 
+@functools.cache
+def _zoo_graph(model: str) -> onnx.ModelProto:
+    return get_spec(model).build(0)  # only the architecture is used; weights are replaced
+
+
 def onnx_model_bytes(model: str, weights: Mapping[str, np.ndarray]) -> bytes:
     """The zoo model ``model`` with ``weights``, serialized: what a version deploys as."""
-    return with_weights(get_spec(model).build(0), weights).SerializeToString()
+    return with_weights(_zoo_graph(model), weights).SerializeToString()
 
 
 class Evaluator(Protocol):
@@ -47,7 +53,6 @@ class OnnxEvaluator:
 
     def __init__(self, test_sets: Mapping[str, Dataset]) -> None:
         self._test_sets = dict(test_sets)
-        self._graphs: dict[str, onnx.ModelProto] = {}
 
     def evaluate(self, model: str, weights: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Accuracy, mean cross-entropy loss and example count on ``model``'s test set."""
@@ -55,7 +60,7 @@ class OnnxEvaluator:
         if data is None or len(data.y) == 0:
             return {}
         spec = get_spec(model)
-        graph = self._graphs.setdefault(model, spec.build(0))
+        graph = _zoo_graph(model)
         proto = with_weights(graph, weights)
         session = ort.InferenceSession(
             proto.SerializeToString(), providers=["CPUExecutionProvider"]
