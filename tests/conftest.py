@@ -50,6 +50,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(getattr(pytest.mark, marker))
 
 
+@pytest.fixture(autouse=True)
+def _structlog_config_restored() -> Iterator[None]:
+    """Undo what a command's entry point does to structlog's global configuration.
+
+    ``flctl`` commands configure structlog for the process (level filter, output
+    to the then-current stderr); left in place, that silences ``capture_logs``
+    in later tests and writes to a stream pytest has closed.
+    """
+    import structlog
+
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true and no broker could be had: {reason}", pytrace=False)
