@@ -124,6 +124,10 @@ class ModelRounds:
             tensors=Tensors(self._specs(), self.weights),
         )
 
+    def reported_hospitals(self) -> tuple[str, ...]:
+        """Hospitals whose partial for the open round has arrived."""
+        return tuple(sorted(self._partials))
+
     def note_checkin(self, hospital: str, device: str) -> None:
         """Count a device seen checking in (drives the next round's admission probability)."""
         self._seen_checkins.setdefault(hospital, set()).add(device)
