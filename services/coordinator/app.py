@@ -10,6 +10,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from flbus.port import LogBus
+from flcore.server_opt import ServerOptState
 from modelzoo import flatten, generate_artifacts, get_spec
 from modelzoo.artifacts import INFO_FILE
 from schemas import ArtifactBundle
@@ -77,6 +78,8 @@ def build(
             )
             store.put(record, weights, onnx_model_bytes(name, weights))
         _, weights = store.get(name, record.version)
+        saved = store.server_state(name, record.version)
+        opt_state = ServerOptState.from_arrays(saved) if saved is not None else ServerOptState()
         models[name] = ModelRounds(
             model=name,
             hospitals=config.hospitals,
@@ -90,5 +93,6 @@ def build(
             population=config.population,
             version=record.version,
             weights=flatten(weights, manifest),
+            opt_state=opt_state,
         )
     return Coordinator(bus, models, outbox, bundles, clock, config.tick_ms)

@@ -305,6 +305,8 @@ class ModelRounds:
         )
         named = self.named_weights()
         self.store.put(record, named, onnx_model_bytes(self.model, named))
+        # A restarted coordinator resumes FedAdam/FedYogi moments instead of resetting them.
+        self.store.put_server_state(self.model, self.version, self.opt_state.to_arrays())
         await self.outbox.version(self.version_message(now_ms, record))
         self.state, _ = core.advance(self.state, core.RoundCommitted(record.round_id, self.version))
         await self.outbox.plan(self._wire_plan("done", 0.0, now_ms, decision.reason))

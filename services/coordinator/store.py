@@ -69,6 +69,14 @@ class ModelStore(abc.ABC):
     def onnx_model(self, model: str, version: int) -> bytes:
         """The serialized ONNX model of a version; StoreError if none was stored."""
 
+    @abc.abstractmethod
+    def put_server_state(self, model: str, version: int, arrays: dict[str, np.ndarray]) -> None:
+        """Keep the server optimizer's state after making ``version`` (replaces any earlier)."""
+
+    @abc.abstractmethod
+    def server_state(self, model: str, version: int) -> dict[str, np.ndarray] | None:
+        """The server optimizer's state saved with ``version``, or None."""
+
     def latest(self, model: str) -> VersionRecord | None:
         """The newest version of ``model``, or None."""
         found = self.versions(model)
@@ -81,6 +89,7 @@ class MemoryModelStore(ModelStore):
     def __init__(self) -> None:
         self._data: dict[tuple[str, int], tuple[VersionRecord, dict[str, np.ndarray]]] = {}
         self._onnx: dict[tuple[str, int], bytes] = {}
+        self._server: dict[tuple[str, int], dict[str, np.ndarray]] = {}
 
     def put(
         self, record: VersionRecord, weights: dict[str, np.ndarray], onnx_model: bytes = b""
@@ -99,6 +108,15 @@ class MemoryModelStore(ModelStore):
             return self._onnx[(model, version)]
         except KeyError:
             raise StoreError(f"no ONNX model stored for {model} v{version}") from None
+
+    def put_server_state(self, model: str, version: int, arrays: dict[str, np.ndarray]) -> None:
+        """Keep a copy of the optimizer state."""
+        self._server[(model, version)] = {k: np.array(v, copy=True) for k, v in arrays.items()}
+
+    def server_state(self, model: str, version: int) -> dict[str, np.ndarray] | None:
+        """The optimizer state saved with ``version``, or None."""
+        found = self._server.get((model, version))
+        return None if found is None else {k: v.copy() for k, v in found.items()}
 
     def get(self, model: str, version: int) -> tuple[VersionRecord, dict[str, np.ndarray]]:
         """A stored version and its weights."""
@@ -151,6 +169,20 @@ class FileModelStore(ModelStore):
         with np.load(npz) as data:
             weights = {k: data[k] for k in data.files}
         return record, weights
+
+    def put_server_state(self, model: str, version: int, arrays: dict[str, np.ndarray]) -> None:
+        """Write ``<root>/<model>/v<N>.server.npz`` atomically."""
+        path = self._paths(model, version)[0].with_suffix(".server.npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+
+    def server_state(self, model: str, version: int) -> dict[str, np.ndarray] | None:
+        """The optimizer state saved with ``version``, or None."""
+        path = self._paths(model, version)[0].with_suffix(".server.npz")
+        if not path.is_file():
+            return None
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
 
     def onnx_model(self, model: str, version: int) -> bytes:
         """The serialized ONNX model of a version (``<root>/<model>/v<N>.onnx``)."""

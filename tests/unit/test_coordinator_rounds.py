@@ -30,7 +30,7 @@ from services.coordinator.app import build
 from services.coordinator.config import CoordinatorConfig, RoundSettings
 from services.coordinator.coordinator import Coordinator
 from services.coordinator.evaluation import OnnxEvaluator
-from services.coordinator.store import MemoryModelStore
+from services.coordinator.store import FileModelStore, MemoryModelStore
 
 pytestmark = pytest.mark.unit
 
@@ -216,3 +216,46 @@ async def test_coordinator_counts_each_admitted_device_once(harness: Harness) ->
     await harness.partial(plan, "h1", np.ones(v0.tensors.flat.size, np.float32), n=4)
     await harness.next_version()
     assert harness.coordinator.models[MODEL].history[-1].admitted == {"h0": 1, "h1": 1}
+
+
+async def test_restarted_coordinator_resumes_version_round_and_optimizer(tmp_path: Path) -> None:
+    bus, clock, store = MemoryLog(), FakeClock(), FileModelStore(tmp_path / "registry")
+    await bus.start()
+    settings = RoundSettings(rounds=1, round_timeout_ms=10_000, selection_window_ms=1_000,
+                             server_optimizer="fedadam")  # fmt: skip
+    config = CoordinatorConfig((MODEL,), ("h0",), settings, {"h0": 2},
+                               artifacts_dir=tmp_path / "artifacts", tick_ms=5)  # fmt: skip
+    evaluator = OnnxEvaluator({MODEL: get_spec(MODEL).load_data()})
+    plans = await bus.subscribe([topics.KAFKA_ROUND_PLANS])
+
+    async def one_round() -> tuple[Coordinator, RoundPlan]:
+        coordinator = build(config, bus, store, evaluator, clock)
+        task = asyncio.create_task(coordinator.run(asyncio.Event()))
+        while True:
+            record = await plans.get(5)
+            assert record is not None
+            plan = decode(record.value, RoundPlan)
+            if plan.state == "selecting":
+                break
+        size = coordinator.models[MODEL].weights.size
+        tensors = Tensors(coordinator.models[MODEL]._specs(), np.full(size, 10.0, np.float32))
+        partial = PartialAggregate(
+            MODEL, plan.round_id, plan.base_version, "h0", 2, 10, 5.0, 1.0, 0, tensors
+        )
+        sid = f"{MODEL}/r{plan.round_id}/h0"
+        await publish_log_chunked(
+            bus, topics.KAFKA_PARTIALS, partial, stream_id=sid, key=MODEL.encode()
+        )
+        async with asyncio.timeout(10):
+            await task  # rounds=1: the coordinator finishes after one round
+        return coordinator, plan
+
+    _, plan1 = await one_round()
+    second, plan2 = await one_round()  # a new process on the same registry and log
+
+    assert (plan1.round_id, plan1.base_version) == (1, 0)
+    assert (plan2.round_id, plan2.base_version) == (2, 1)  # numbering and lineage go on
+    state = second.models[MODEL].opt_state
+    assert state.step == 2 and state.m is not None  # Adam's moments were restored, then stepped
+    assert [r.version for r in store.versions(MODEL)] == [0, 1, 2]
+    await bus.stop()

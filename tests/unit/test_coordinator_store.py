@@ -57,3 +57,11 @@ def test_store_keeps_each_versions_onnx_model(store: ModelStore) -> None:
     assert store.onnx_model("digits_mlp", 0) == b"onnx-bytes-v0"
     with pytest.raises(StoreError, match="no ONNX model"):
         store.onnx_model("digits_mlp", 1)
+
+
+def test_store_keeps_the_server_optimizer_state(store: ModelStore) -> None:
+    assert store.server_state("digits_mlp", 3) is None
+    store.put_server_state("digits_mlp", 3, {"step": np.asarray(3), "m": np.ones(4)})
+    saved = store.server_state("digits_mlp", 3)
+    assert saved is not None and int(saved["step"]) == 3
+    np.testing.assert_array_equal(saved["m"], np.ones(4))
