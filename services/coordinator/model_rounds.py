@@ -15,9 +15,10 @@ from typing import Protocol
 import numpy as np
 import structlog
 
+from flcore import master
 from flcore import rounds as core
 from flcore.admission import admission_probability
-from flcore.privacy import add_gaussian_noise, central_noise_stddev
+from flcore.errors import EmptyAggregate, SizeMismatch
 from flcore.server_opt import ServerOptState
 from modelzoo import ParamManifest
 from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors, TensorSpec
@@ -272,33 +273,30 @@ class ModelRounds:
 
     async def _close(self, decision: core.CloseRound, now_ms: int) -> None:
         reporting = [
-            self._partials[p.hospital]
-            for p in decision.partials
-            if p.num_updates > 0 and p.hospital in self._partials
+            self._partials[p.hospital] for p in decision.partials if p.hospital in self._partials
         ]
-        examples = sum(p.num_examples for p in reporting)
-        if examples <= 0:
-            await self._abandon("no examples in the reporting partials", now_ms)
-            return
-        total = np.zeros(self.weights.size, np.float64)
-        for p in reporting:
-            if p.tensors.flat.size != total.size:
-                await self._abandon(f"partial of {p.hospital_id} has the wrong size", now_ms)
-                return
-            total += p.tensors.flat
-        mean_delta = total / examples
         s = self.settings
-        if s.noise_multiplier > 0:
-            updates = sum(p.num_updates for p in reporting)
-            sigma = central_noise_stddev(s.noise_multiplier, s.clip_norm, updates)
-            mean_delta = add_gaussian_noise(mean_delta, sigma, self.rng)
-        new_weights, self.opt_state = self._optimizer.step(
-            self.weights, mean_delta.astype(np.float32), self.opt_state
-        )
+        try:
+            result = master.combine(
+                [
+                    master.PartialSum(p.hospital_id, p.tensors.flat, p.num_examples, p.num_updates)
+                    for p in reporting
+                ],
+                self.weights,
+                self._optimizer,
+                self.opt_state,
+                noise_multiplier=s.noise_multiplier,
+                clip_norm=s.clip_norm,
+                rng=self.rng,
+            )
+        except (EmptyAggregate, SizeMismatch) as e:
+            await self._abandon(str(e), now_ms)
+            return
+        new_weights, self.opt_state, examples = result.weights, result.state, result.num_examples
         assert self.state is not None and self.summary is not None
         parent, self.version, self.weights = self.version, self.version + 1, new_weights
         metrics = self.evaluator.evaluate(self.model, self.named_weights())
-        loss_sum = sum(p.loss_sum for p in reporting)
+        loss_sum = sum(p.loss_sum for p in reporting if p.num_updates > 0)
         metrics["train_loss"] = loss_sum / examples
         record = VersionRecord(
             self.model, self.version, parent, self.state.plan.round_id, now_ms, metrics
