@@ -40,7 +40,8 @@ def numpy_fedavg(
             x, y = data.X[rows], data.y[rows]
             local = params
             for _ in range(local_epochs):
-                local, _ = train_epoch(local, x, y, shuffled_batches(len(rows), batch_size, rng), lr)
+                batches = shuffled_batches(len(rows), batch_size, rng)
+                local, _ = train_epoch(local, x, y, batches, lr)
             for k in total:
                 total[k] += len(rows) * (local[k].astype(np.float64) - params[k])
             examples += len(rows)

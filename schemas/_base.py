@@ -122,11 +122,11 @@ def _coerce(kind: Any, value: Any) -> Any:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise _Wrong(f"expected int, got {type(value).__name__}")
-        return value if type(value) is int else int(value)
+        return value if type(value) is int else int(value)  # type: ignore[comparison-overlap]
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise _Wrong(f"expected float, got {type(value).__name__}")
-        return value if type(value) is float else float(value)
+        return value if type(value) is float else float(value)  # type: ignore[comparison-overlap]
     if kind is bytes:
         if isinstance(value, bytearray):
             return bytes(value)

@@ -121,7 +121,7 @@ def _put(body: _Body, kind: Any, v: Any) -> None:
         flat = np.ascontiguousarray(v.flat)
         n = int(flat.shape[0])
         body.var(1, [0, n], None)
-        body.prim(n, memoryview(flat).cast("B"), 4 * n)
+        body.prim(n, memoryview(flat).cast("B"), 4 * n)  # type: ignore[arg-type]  # ndarray is a buffer
     else:
         item = typing.get_args(kind)[0]
         if item is str:
@@ -172,7 +172,7 @@ def schema_message(schema: pa.Schema) -> bytes:
     """The schema message exactly as pyarrow's stream writer frames it."""
     sink = pa.BufferOutputStream()
     pa.ipc.new_stream(sink, schema).close()
-    data = sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
     assert data.endswith(EOS)
     return data[: -len(EOS)]
 
@@ -189,7 +189,7 @@ class _Reader:
         self.bufs = iter(bufs)
 
     def node(self) -> int:
-        length = next(self.nodes)
+        length: int = next(self.nodes)
         if next(self.nodes):  # null_count
             raise _Bad
         return length
@@ -342,7 +342,7 @@ def _read(data: Any, schemas: dict[bytes, type[Any]]) -> tuple[type[Any], dict[s
     nodes = struct.unpack_from(f"<{2 * nn}q", mv, nv + 4)
     bufs = struct.unpack_from(f"<{2 * nb}q", mv, bv + 4)
     r = _Reader(data, mv, body, blen, nodes, bufs)
-    views = getattr(cls, "VIEW_FIELDS", frozenset())
+    views: frozenset[str] = getattr(cls, "VIEW_FIELDS", frozenset())
     kwargs = {name: _get(r, kind, name in views) for name, kind in cls.FIELD_KINDS}
     return cls, kwargs
 

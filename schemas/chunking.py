@@ -123,7 +123,9 @@ def _split_parts(
         payload: bytes | memoryview = (
             pieces[0] if len(pieces) == 1 else b"".join(pieces) if pieces else b""
         )
-        yield Chunk(stream_id, kind, seq, total, total_bytes, size, dig, payload)
+        # A view of the payload, not a copy: Chunk.payload is declared bytes for the
+        # schema, and the codec reads any buffer.
+        yield Chunk(stream_id, kind, seq, total, total_bytes, size, dig, payload)  # type: ignore[arg-type]
 
 
 def split(
@@ -477,7 +479,8 @@ def decode_chunked(
             cls = MESSAGE_TYPES.get(done.kind)
             if cls is None:
                 raise UnknownMessageError(f"chunk of unknown message type {done.kind!r}")
-            return decode(done.payload, expect or cls)
+            message: M = decode(done.payload, expect or cls)
+            return message
     pending = rx.pending
     if not pending:
         raise ChunkError("no chunks given")

@@ -235,7 +235,7 @@ def from_record_batch(batch: pa.RecordBatch, expect: type[M] | None = None) -> M
         for col in batch.columns:
             if col.null_count:
                 _check_columns(cls, batch)
-    views = getattr(cls, "VIEW_FIELDS", frozenset())
+    views: frozenset[str] = getattr(cls, "VIEW_FIELDS", frozenset())
     kwargs: dict[str, Any] = {}
     for name, kind in cls.FIELD_KINDS:
         if kind is Tensors:

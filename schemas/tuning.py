@@ -54,5 +54,5 @@ def reuse_heap_buffers(
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    ok = mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
-    return mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1 and ok
+    ok = bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1)
+    return bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1) and ok

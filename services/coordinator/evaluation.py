@@ -37,7 +37,8 @@ def _zoo_graph(model: str) -> onnx.ModelProto:
 
 def onnx_model_bytes(model: str, weights: Mapping[str, np.ndarray]) -> bytes:
     """The zoo model ``model`` with ``weights``, serialized: what a version deploys as."""
-    return with_weights(_zoo_graph(model), weights).SerializeToString()
+    data: bytes = with_weights(_zoo_graph(model), weights).SerializeToString()
+    return data
 
 
 class Evaluator(Protocol):
