@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
@@ -126,17 +126,32 @@ class _Url:
     port: int
     username: str | None
     password: str | None
+    tls: bool
+    ca_file: str | None  # a private CA bundle (the hospital's PKI); None: the system's
     safe: str  # for messages: no password
 
     @classmethod
     def parse(cls, url: str) -> _Url:
         parts = urlsplit(url)
-        if parts.scheme != "mqtt" or not parts.hostname:
-            raise BusError(f"MQTT URL must look like mqtt://[user:pass@]host[:port], got {url!r}")
-        port = parts.port or 1883
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise BusError(
+                "MQTT URL must look like mqtt[s]://[user:pass@]host[:port][?ca=/path/ca.pem], "
+                f"got {url!r}"
+            )
+        tls = parts.scheme == "mqtts"
+        port = parts.port or (8883 if tls else 1883)
         user = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password else None
-        return cls(parts.hostname, port, user, password, f"mqtt://{parts.hostname}:{port}")
+        query = parse_qs(parts.query)
+        unknown = sorted(set(query) - {"ca"})
+        if unknown or (query and not tls):
+            what = unknown or list(query)
+            raise BusError(
+                f"MQTT URL {parts.scheme}://{parts.hostname}: unexpected query parameters {what}"
+            )
+        ca = query.get("ca", [None])[-1]
+        safe = f"{parts.scheme}://{parts.hostname}:{port}"
+        return cls(parts.hostname, port, user, password, tls, ca, safe)
 
 
 class MqttBus(PubSubBus):
@@ -160,7 +175,9 @@ class MqttBus(PubSubBus):
         Parameters
         ----------
         url:
-            ``mqtt://host:port`` or ``mqtt://user:pass@host:port`` (port 1883 if omitted).
+            ``mqtt://host:port`` or ``mqtt://user:pass@host:port`` (port 1883 if
+            omitted); ``mqtts://`` for TLS (port 8883), verifying the broker
+            against the system's CAs or ``?ca=/path/ca.pem``.
         client_id:
             The MQTT client id; give a stable one to resume the session (and its
             queued QoS 1 messages) across restarts. None generates one whose
@@ -233,6 +250,10 @@ class MqttBus(PubSubBus):
         )
         if self._url.username is not None:
             client.username_pw_set(self._url.username, self._url.password)
+        if self._url.tls:
+            # Verifies the broker's certificate and host name (system CAs, or ?ca=).
+            with _mapped(f"TLS set-up for {self._url.safe}"):
+                client.tls_set(ca_certs=self._url.ca_file)
         client.max_inflight_messages_set(self._max_inflight)
         client.reconnect_delay_set(*self._reconnect_delay)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
