@@ -73,10 +73,10 @@ def build(
         record = store.latest(name)
         if record is None:
             weights = initial_weights(name, config)
-            record = VersionRecord(
-                name, 0, -1, 0, clock(), evaluator.evaluate(name, weights), note="initial"
-            )
-            store.put(record, weights, onnx_model_bytes(name, weights))
+            onnx_model = onnx_model_bytes(name, weights)
+            metrics = evaluator.evaluate(name, onnx_model)
+            record = VersionRecord(name, 0, -1, 0, clock(), metrics, note="initial")
+            store.put(record, weights, onnx_model)
         _, weights = store.get(name, record.version)
         saved = store.server_state(name, record.version)
         opt_state = ServerOptState.from_arrays(saved) if saved is not None else ServerOptState()

@@ -295,14 +295,15 @@ class ModelRounds:
         new_weights, self.opt_state, examples = result.weights, result.state, result.num_examples
         assert self.state is not None and self.summary is not None
         parent, self.version, self.weights = self.version, self.version + 1, new_weights
-        metrics = self.evaluator.evaluate(self.model, self.named_weights())
+        named = self.named_weights()
+        onnx_model = onnx_model_bytes(self.model, named)
+        metrics = self.evaluator.evaluate(self.model, onnx_model)
         loss_sum = sum(p.loss_sum for p in reporting if p.num_updates > 0)
         metrics["train_loss"] = loss_sum / examples
         record = VersionRecord(
             self.model, self.version, parent, self.state.plan.round_id, now_ms, metrics
         )
-        named = self.named_weights()
-        self.store.put(record, named, onnx_model_bytes(self.model, named))
+        self.store.put(record, named, onnx_model)
         # A restarted coordinator resumes FedAdam/FedYogi moments instead of resetting them.
         self.store.put_server_state(self.model, self.version, self.opt_state.to_arrays())
         await self.outbox.version(self.version_message(now_ms, record))
