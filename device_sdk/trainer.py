@@ -18,7 +18,6 @@ import onnx
 import onnxruntime as ort
 import structlog
 from numpy.typing import NDArray
-from onnx import numpy_helper
 
 from device_sdk.artifacts import read_verified_info
 from device_sdk.errors import (
@@ -42,6 +41,7 @@ from modelzoo.artifacts import (
 )
 from modelzoo.data import shuffled_batches
 from modelzoo.errors import ManifestError
+from modelzoo.graphs import with_weights
 from modelzoo.params import ParamManifest, flatten, unflatten
 
 __all__ = ["EvalResult", "TrainConfig", "TrainResult", "Trainer", "clip_to_norm"]
@@ -279,11 +279,10 @@ class Trainer:
     def _inference_session(self) -> ort.InferenceSession:
         if self._inference is None:
             with _ort_errors("cannot load inference model"):
-                model = onnx.load(str(self.artifact_dir / INFERENCE_MODEL))
-                current = unflatten(self._global, self.manifest)
-                for init in model.graph.initializer:
-                    if init.name in current:
-                        init.CopyFrom(numpy_helper.from_array(current[init.name], init.name))
+                model = with_weights(
+                    onnx.load(str(self.artifact_dir / INFERENCE_MODEL)),
+                    unflatten(self._global, self.manifest),
+                )
                 self._inference = ort.InferenceSession(
                     model.SerializeToString(),
                     sess_options=self.session_options(),

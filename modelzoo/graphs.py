@@ -9,7 +9,7 @@ reference computes ``x @ W + b`` with the same layout.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -108,3 +108,14 @@ def trainable_initializers(model: onnx.ModelProto) -> list[tuple[str, tuple[int,
         for init in model.graph.initializer
         if init.data_type == TensorProto.FLOAT
     ]
+
+
+def with_weights(model: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``model`` whose initializers hold ``weights`` (by name; others unchanged)."""
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model)
+    for init in proto.graph.initializer:
+        if init.name in weights:
+            value = np.asarray(weights[init.name], dtype=np.float32)
+            init.CopyFrom(numpy_helper.from_array(value.reshape(tuple(init.dims)), init.name))
+    return proto

@@ -13,21 +13,9 @@ from typing import Protocol
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
 
 from modelzoo import Dataset, get_spec
-from modelzoo.graphs import INPUT_NAME
-
-
-def with_weights(graph: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
-    """A copy of ``graph`` whose initializers hold ``weights`` (by name)."""
-    proto = onnx.ModelProto()
-    proto.CopyFrom(graph)
-    for init in proto.graph.initializer:
-        if init.name in weights:
-            value = np.asarray(weights[init.name], dtype=np.float32)
-            init.CopyFrom(numpy_helper.from_array(value.reshape(tuple(init.dims)), init.name))
-    return proto
+from modelzoo.graphs import INPUT_NAME, with_weights
 
 
 @functools.cache
