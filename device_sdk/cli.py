@@ -12,7 +12,8 @@ from typing import Any
 
 import structlog
 
-from device_sdk.simulation import AVAILABILITIES, Population, partitions_for
+from device_sdk.simulation import AVAILABILITIES, Population
+from flctl.experiment import hospital_ids, make_experiment
 from flctl.health import run_service
 from flctl.main import env_option
 
@@ -56,7 +57,13 @@ def register(subparsers: Subparsers) -> None:
         default="mqtt://127.0.0.1:1883",
         help="MQTT broker URL (device plane)",
     )
-    env_option(p, "--hospitals", env="FL_HOSPITALS", type=int, default=3, help="hospitals")
+    env_option(
+        p,
+        "--hospitals",
+        env="FL_HOSPITALS",
+        default="h0,h1,h2",
+        help="hospitals: a count (3 = h0,h1,h2) or the ids h0,h1,... of the split",
+    )
     env_option(
         p,
         "--devices-per-hospital",
@@ -165,9 +172,19 @@ def run_devices(args: argparse.Namespace) -> int:
     quiet_native_warnings()
     reuse_heap_buffers()
     models = args.models if isinstance(args.models, tuple) else _models(args.models)
-    partitions = partitions_for(
-        models, args.hospitals, args.devices_per_hospital, args.alpha, args.seed
-    )
+    hospitals = hospital_ids(args.hospitals)
+    if hospitals != hospital_ids(str(len(hospitals))):
+        print(f"flctl devices: --hospitals: the split names them h0..h{len(hospitals) - 1}, "
+              f"got {','.join(hospitals)}", file=sys.stderr)  # fmt: skip
+        return 2
+    # The split every role derives from the same flags (flctl coordinator too).
+    partitions = make_experiment(
+        models,
+        hospitals=len(hospitals),
+        devices_per_hospital=args.devices_per_hospital,
+        alpha=args.alpha,
+        seed=args.seed,
+    ).partitions
     url = args.mqtt_url
 
     async def serve(stop: asyncio.Event) -> None:

@@ -31,7 +31,7 @@ from device_sdk.eligibility import (
 )
 from flbus.errors import BusError
 from flbus.port import PubSubBus
-from flcore.partition import Partition, dirichlet_partition
+from flcore.partition import Partition
 from modelzoo.registry import get_spec
 
 log = structlog.get_logger(__name__)
@@ -70,20 +70,6 @@ class SimClock:
     def now(self) -> datetime:
         """The simulated time now."""
         return self.start + timedelta(milliseconds=(self.wall() - self.wall_start_ms) * self.scale)
-
-
-def partitions_for(
-    models: Sequence[str], hospitals: int, devices_per_hospital: int, alpha: float, seed: int
-) -> dict[str, Partition]:
-    """A seeded Dirichlet split of each model's data set (fresh ``default_rng(seed)`` each)."""
-    out: dict[str, Partition] = {}
-    for model in models:
-        labels = get_spec(model).load_data().y
-        rng = np.random.default_rng(seed)
-        out[model] = dirichlet_partition(
-            labels, hospitals, devices_per_hospital, alpha, rng, dataset=model
-        )
-    return out
 
 
 def _conditions(availability: str, seed: int) -> ConditionsProvider:

@@ -52,6 +52,19 @@ class ExperimentError(ValueError):
     """A partition spec or an initial-weights file does not fit the run; names the problem."""
 
 
+def hospital_ids(raw: str) -> tuple[str, ...]:
+    """``FL_HOSPITALS`` as every role reads it: a count ("3": h0, h1, h2) or ids ("h0,h1")."""
+    raw = raw.strip()
+    if raw.isdigit():
+        if int(raw) < 1:
+            raise ValueError("needs at least one hospital")
+        return tuple(f"h{i}" for i in range(int(raw)))
+    ids = tuple(x.strip() for x in raw.split(",") if x.strip())
+    if not ids or len(set(ids)) != len(ids):
+        raise ValueError(f"needs distinct hospital ids or a count, got {raw!r}")
+    return ids
+
+
 def make_experiment(
     models: Sequence[str],
     *,

@@ -6,19 +6,21 @@ import argparse
 import asyncio
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import structlog
 
 from flcore.errors import ConfigError as CoreConfigError
-from flcore.partition import dirichlet_partition
-from flcore.partition_spec import parse_partition
+from flctl.experiment import hospital_ids, make_experiment
 from flctl.health import run_service
 from flctl.main import Subparsers, env_option
-from modelzoo import Dataset, get_spec
+from modelzoo import Dataset
 from services.common.logs import prepare_process
 from services.coordinator.config import CoordinatorConfig, RoundSettings
 from services.coordinator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from services.coordinator.evaluation import OnnxEvaluator
 
 _log = structlog.get_logger("coordinator")
 
@@ -110,7 +112,7 @@ def register(subparsers: Subparsers) -> None:
     opt(p, "--models", env="FL_MODELS", default="digits_mlp,breast_cancer",
         help="zoo models to train, comma separated")  # fmt: skip
     opt(p, "--hospitals", env="FL_HOSPITALS", default="h0,h1,h2",
-        help="hospital ids, comma separated")  # fmt: skip
+        help="hospital ids, comma separated, or a count (3 = h0,h1,h2)")  # fmt: skip
     opt(
         p,
         "--population",
@@ -124,31 +126,33 @@ def register(subparsers: Subparsers) -> None:
     opt(p, "--artifacts-dir", env="FL_ARTIFACTS_DIR", default=".fl/artifacts",
         help="where ORT training artifacts are generated")  # fmt: skip
     opt(p, "--partition", env="FL_PARTITION", help="partition spec JSON: its test rows are the "
-        "held-out test set (default: a seeded 20%% split)")  # fmt: skip
+        "held-out test set (default: the seeded split flctl devices uses)")  # fmt: skip
+    opt(p, "--devices-per-hospital", env="FL_DEVICES_PER_HOSPITAL", type=int, default=10,
+        help="devices per hospital of the seeded split (as for flctl devices)")  # fmt: skip
+    opt(p, "--alpha", env="FL_ALPHA", type=float, default=0.5,
+        help="Dirichlet concentration of the seeded split (as for flctl devices)")  # fmt: skip
     opt(p, "--seed", env="FL_SEED", type=int, default=0, help="seed of initial weights and splits")
     opt(p, "--log-format", env="FL_LOG_FORMAT", default="json", help="json or console")
     opt(p, "--log-level", env="FL_LOG_LEVEL", default="info", help="debug, info, warning...")
     p.set_defaults(handler=main)
 
 
-def held_out_sets(models: tuple[str, ...], partition: str | None, seed: int) -> dict[str, Dataset]:
-    """Held-out test rows per model: from a partition spec, else a seeded 20% split."""
-    out: dict[str, Dataset] = {}
-    for model in models:
-        spec = get_spec(model)
-        data = spec.load_data()
-        if partition is not None:
-            parsed = parse_partition(Path(partition).read_text(), {spec.dataset: len(data.y)})
-            if parsed.dataset == spec.dataset:
-                rows = np.asarray(parsed.test, np.int64)
-                out[model] = Dataset(data.X[rows], data.y[rows])
-                continue
-        split = dirichlet_partition(
-            data.y, 1, 1, 1.0, np.random.default_rng(seed), 0.2, spec.dataset
-        )
-        rows = np.asarray(split.test, np.int64)
-        out[model] = Dataset(data.X[rows], data.y[rows])
-    return out
+def held_out_sets(args: argparse.Namespace, config: CoordinatorConfig) -> dict[str, Dataset]:
+    """Held-out test rows per model, from the very split the devices were given.
+
+    ``flctl devices`` and the demo split the data with ``flctl.experiment``; the
+    coordinator derives the same split from the same flags (or the partition
+    spec), so it never scores a version on rows a device trained on.
+    """
+    experiment = make_experiment(
+        config.models,
+        hospitals=len(config.hospitals),
+        devices_per_hospital=args.devices_per_hospital,
+        alpha=args.alpha,
+        seed=config.seed,
+        partition_file=Path(args.partition) if args.partition else None,
+    )
+    return {m: experiment.test_set(m) for m in config.models}
 
 
 def config_from_args(args: argparse.Namespace) -> CoordinatorConfig:
@@ -156,7 +160,7 @@ def config_from_args(args: argparse.Namespace) -> CoordinatorConfig:
     try:
         return CoordinatorConfig(
             models=_csv(args.models),
-            hospitals=_csv(args.hospitals),
+            hospitals=hospital_ids(args.hospitals),
             rounds=round_settings(args),
             population=_population(args.population),
             artifacts_dir=Path(args.artifacts_dir),
@@ -169,21 +173,27 @@ def config_from_args(args: argparse.Namespace) -> CoordinatorConfig:
 def main(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM; exit 2 on a bad setting, 1 on a bus failure."""
     prepare_process(args.log_format, args.log_level)
+    from services.coordinator.evaluation import OnnxEvaluator
+
     try:
         config = config_from_args(args)
-    except ConfigError as e:
+        evaluator = OnnxEvaluator(held_out_sets(args, config))
+    except (ConfigError, ValueError, OSError) as e:  # ExperimentError is a ValueError
         _log.error("coordinator.config_invalid", problem=str(e))
         return 2
-    return run_service("coordinator", lambda stop: _serve(args, config, stop))
+    return run_service("coordinator", lambda stop: _serve(args, config, evaluator, stop))
 
 
-async def _serve(args: argparse.Namespace, config: CoordinatorConfig, stop: asyncio.Event) -> None:
+async def _serve(
+    args: argparse.Namespace,
+    config: CoordinatorConfig,
+    evaluator: OnnxEvaluator,
+    stop: asyncio.Event,
+) -> None:
     from flbus.kafka import KafkaBus
     from services.coordinator.app import build
-    from services.coordinator.evaluation import OnnxEvaluator
     from services.coordinator.store import FileModelStore
 
-    evaluator = OnnxEvaluator(held_out_sets(config.models, args.partition, config.seed))
     async with KafkaBus(args.kafka_bootstrap, client_id="coordinator") as bus:
         coordinator = build(
             config,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from device_sdk.simulation import Population, SimClock, _conditions, partitions_for
+from device_sdk.simulation import Population, SimClock, _conditions
 from flbus.memory import MemoryPubSub
+from flctl.experiment import make_experiment
 from modelzoo import generate_artifacts
 from schemas import CheckIn, ModelUpdate, decode, encode
 from schemas.chunking import ChunkedReceiver
@@ -45,7 +46,9 @@ async def test_population_devices_each_upload_their_shard_once(tmp_path: Path) -
     bus = MemoryPubSub()
     await bus.start()
     await publish_model(bus, version_of(art), bundle_of(art))
-    partitions = partitions_for([MODEL], 2, 3, alpha=0.5, seed=0)
+    partitions = make_experiment(
+        [MODEL], hospitals=2, devices_per_hospital=3, alpha=0.5, seed=0
+    ).partitions
     sub = await bus.subscribe([f"{MQTT_ROOT}/+/+/checkin", f"{MQTT_ROOT}/+/+/upload"])
     with ThreadPoolExecutor(1) as pool:
         population = Population.from_partition(
