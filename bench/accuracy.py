@@ -28,8 +28,8 @@ from onnx import numpy_helper
 from bench.reference_fedavg import numpy_fedavg
 from flcore.partition import dirichlet_partition
 from flctl.demo import DemoOptions, run_demo
+from flctl.logs import configure_logging
 from modelzoo import get_spec
-from services.common.logs import configure_logging
 from services.coordinator.config import RoundSettings
 
 MODEL = "digits_mlp"

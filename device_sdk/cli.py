@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from device_sdk.simulation import AVAILABILITIES, Population
 from flctl.experiment import hospital_ids, make_experiment
 from flctl.health import run_service
+from flctl.logs import prepare_process
 from flctl.main import env_option
 
 Subparsers = Any
@@ -145,32 +143,13 @@ def _env_choice(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-def _configure_logging(fmt: str) -> None:
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
-
-
 def run_devices(args: argparse.Namespace) -> int:
     """Build the population from the flags and run it until SIGINT/SIGTERM."""
     from flbus.mqtt import MqttBus
     from modelzoo.ort_compat import quiet_native_warnings
-    from schemas.tuning import reuse_heap_buffers
 
-    _configure_logging(args.log_format)
+    prepare_process(args.log_format, "info")  # logs, and heap reuse for chunked payloads
     quiet_native_warnings()
-    reuse_heap_buffers()
     models = args.models if isinstance(args.models, tuple) else _models(args.models)
     hospitals = hospital_ids(args.hospitals)
     if hospitals != hospital_ids(str(len(hospitals))):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from flcore.errors import ConfigError as CoreConfigError
 from flctl.experiment import ExperimentError
+from flctl.logs import prepare_process
 from flctl.main import Subparsers, env_option
 from modelzoo import ZooError
-from services.common.logs import prepare_process
 from services.coordinator.cli import add_round_options, round_settings
 from services.coordinator.errors import ConfigError
 

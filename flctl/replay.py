@@ -198,7 +198,7 @@ def main(args: argparse.Namespace) -> int:
     """Replay and print; exit 1 when Kafka cannot be reached, 2 on a bad --since."""
     from flbus.errors import BusError
     from flbus.kafka import KafkaBus
-    from services.common.logs import configure_logging
+    from flctl.logs import configure_logging
 
     configure_logging("console", "warning")
     since_ms = None

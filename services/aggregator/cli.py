@@ -7,12 +7,12 @@ import asyncio
 import sys
 
 from flctl.health import run_service
+from flctl.logs import prepare_process
 from flctl.main import Subparsers, env_option
 from schemas.chunking import DEFAULT_TIMEOUT_MS
 from services.aggregator.app import build, wall_clock_ms
 from services.aggregator.config import AggregatorConfig
 from services.aggregator.errors import SettingError
-from services.common.logs import prepare_process
 
 
 def register(subparsers: Subparsers) -> None:

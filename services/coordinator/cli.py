@@ -13,9 +13,9 @@ import structlog
 from flcore.errors import ConfigError as CoreConfigError
 from flctl.experiment import hospital_ids, make_experiment
 from flctl.health import run_service
+from flctl.logs import prepare_process
 from flctl.main import Subparsers, env_option
 from modelzoo import Dataset
-from services.common.logs import prepare_process
 from services.coordinator.config import CoordinatorConfig, RoundSettings
 from services.coordinator.errors import ConfigError
 

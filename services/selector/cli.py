@@ -9,8 +9,8 @@ import time
 import structlog
 
 from flctl.health import run_service
+from flctl.logs import prepare_process
 from flctl.main import Subparsers, bus_options, env_option
-from services.common.logs import prepare_process
 from services.selector.config import EligibilityPolicy, SelectorConfig
 from services.selector.errors import SelectorConfigError
 
