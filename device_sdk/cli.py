@@ -130,7 +130,7 @@ def register(subparsers: Subparsers) -> None:
         "--storage-dir",
         env="FL_DEVICE_STORAGE",
         type=Path,
-        default=Path(".fl-devices"),
+        default=Path(".fl/devices"),  # beside the other local state, git-ignored
         help="per-device stores, ledgers and artifacts",
     )
     env_option(p, "--log-format", env="FL_LOG_FORMAT", default="console", help="json or console")
