@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import numpy as np
 import structlog
@@ -43,6 +43,7 @@ from services.selector.app import build as build_selector
 from services.selector.config import EligibilityPolicy, SelectorConfig
 
 log = structlog.get_logger("demo")
+B = TypeVar("B", LogBus, PubSubBus)
 
 
 def wall_ms() -> int:
@@ -101,16 +102,14 @@ class Buses:
 
     async def log_for(self, name: str) -> LogBus:
         """A started log bus for role ``name``."""
-        bus = self.log(name)
-        if bus not in self.started:
-            await bus.start()
-            self.started.append(bus)
-        return bus
+        return await self._started(self.log(name))
 
     async def pubsub_for(self, name: str) -> PubSubBus:
         """A started pub/sub bus for role ``name``."""
-        bus = self.pubsub(name)
-        if bus not in self.started:
+        return await self._started(self.pubsub(name))
+
+    async def _started(self, bus: B) -> B:
+        if bus not in self.started:  # the in-memory buses are shared by every role
             await bus.start()
             self.started.append(bus)
         return bus

@@ -113,21 +113,6 @@ def summary_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def progress_line(model: str, s: RoundSummary | None, last: RoundSummary | None) -> str:
-    """One line per model for the live display."""
-    if s is None:
-        return f"{model:<14} waiting for the first round"
-    admitted, reported = sum(s.admitted.values()), sum(s.reported.values())
-    dropped = max(0, admitted - reported) if s.outcome != "open" else 0
-    acc = last.metrics.get("accuracy") if last else None
-    loss = last.metrics.get("loss") if last else None
-    return (
-        f"{model:<14} round {s.round_id:>3} {s.outcome:<9} admitted {admitted:>3} "
-        f"reported {reported:>3} dropped {dropped:>3} "
-        f"acc {_fmt(acc)} loss {_fmt(loss)}"
-    )
-
-
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
