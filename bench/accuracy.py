@@ -26,9 +26,9 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from bench.reference_fedavg import numpy_fedavg
-from flcore.partition import dirichlet_partition
 from flctl.demo import DemoOptions, run_demo
-from flctl.logs import configure_logging
+from flproc.logs import configure_logging
+from flsim.partition import dirichlet_partition
 from modelzoo import get_spec
 from services.coordinator.config import RoundSettings
 

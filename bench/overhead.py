@@ -18,7 +18,7 @@ import statistics
 import sys
 
 from flctl.demo import DemoOptions, run_demo
-from flctl.logs import prepare_process
+from flproc.logs import prepare_process
 from services.coordinator.config import RoundSettings
 
 TARGETS = {"memory": 0.1, "local": 0.5}

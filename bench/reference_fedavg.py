@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from flcore.partition import Partition
+from flsim.partition import Partition
 from modelzoo import Dataset, shuffled_batches
 from modelzoo.reference import accuracy, train_epoch
 

@@ -5,7 +5,7 @@ same 1M-float32 ModelUpdate (4 MiB) and are timed in the same run; GB/s is
 tensor bytes / wall time per round trip (best of R batches of ``--inner``).
 
 Every path is measured twice in one process: first with glibc malloc's
-defaults, then after ``schemas.tuning.reuse_heap_buffers()``, the setting the
+defaults, then after ``flproc.tuning.reuse_heap_buffers()``, the setting the
 services run with (big freed buffers stay on the heap for reuse instead of
 coming back as fresh, page-faulting pages). The chunked round trip is the
 whole thing each time: encode the update, split it into chunks, hash it, frame
@@ -26,9 +26,9 @@ from collections.abc import Callable
 import numpy as np
 import xxhash
 
+from flproc.tuning import reuse_heap_buffers
 from schemas import ModelUpdate, Tensors, decode, encode
 from schemas.chunking import DEFAULT_MAX_CHUNK_BYTES, ChunkedReceiver, encode_chunked
-from schemas.tuning import reuse_heap_buffers
 
 
 def _update(n: int) -> ModelUpdate:
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     applied = reuse_heap_buffers()
     print(
-        "[2] schemas.tuning.reuse_heap_buffers() (as the services run): "
+        "[2] flproc.tuning.reuse_heap_buffers() (as the services run): "
         f"{'applied' if applied else 'NOT applied (not glibc)'}"
     )
     tuned = _measure(paths, nbytes, args.repeat, args.inner)

@@ -8,7 +8,6 @@ Hierarchy::
 
     FlcoreError
     ├── ConfigError           (also ValueError) bad hyper-parameter or unknown name
-    │   └── PartitionSpecError  a partition spec field is invalid; ``.field`` names it
     ├── SizeMismatch          (also ValueError) vectors of different lengths were combined
     └── EmptyAggregate        a weighted mean was asked of nothing (total weight 0)
 """
@@ -22,14 +21,6 @@ class FlcoreError(Exception):
 
 class ConfigError(FlcoreError, ValueError):
     """A hyper-parameter, name or setting is invalid; the message names it."""
-
-
-class PartitionSpecError(ConfigError):
-    """A partition spec is invalid; ``field`` is a path like ``devices[2].train[5]``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 class SizeMismatch(FlcoreError, ValueError):

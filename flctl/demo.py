@@ -24,11 +24,12 @@ from typing import Any, TextIO, TypeVar
 import numpy as np
 import structlog
 
-from device_sdk.simulation import Population
 from flbus.memory import MemoryBus
 from flbus.port import LogBus, PubSubBus
-from flctl.experiment import ExperimentError, make_experiment
 from flctl.report import build_report, busy_seconds, round_row
+from flsim.errors import ExperimentError
+from flsim.experiment import make_experiment
+from flsim.population import Population
 from modelzoo import get_spec
 from modelzoo.ort_compat import quiet_native_warnings
 from services.aggregator.app import build as build_aggregator

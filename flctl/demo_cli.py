@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from flcore.errors import ConfigError as CoreConfigError
-from flctl.experiment import ExperimentError
-from flctl.logs import prepare_process
-from flctl.main import Subparsers, env_option
+from flctl.roles.coordinator import add_round_options, round_settings
+from flproc.logs import prepare_process
+from flproc.options import Subparsers, env_option
+from flsim.errors import ExperimentError
 from modelzoo import ZooError
-from services.coordinator.cli import add_round_options, round_settings
 from services.coordinator.errors import ConfigError
 
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-Subparsers = Any  # argparse's _SubParsersAction is private; registrars receive one
+from flproc.options import Subparsers, bus_options, env_option
 
 #: ``"module:function"`` of every command group, in ``--help`` order. A module
 #: that adds a command (demo, coordinator, selector, aggregator, devices,
@@ -27,52 +25,11 @@ COMMANDS: list[str] = [
     "flctl.main:register_brokers",
     "flctl.demo_cli:register",
     "flctl.replay:register",
-    "device_sdk.cli:register",
-    "services.coordinator.cli:register",
-    "services.selector.cli:register",
-    "services.aggregator.cli:register",
+    "flctl.roles.devices:register",
+    "flctl.roles.coordinator:register",
+    "flctl.roles.selector:register",
+    "flctl.roles.aggregator:register",
 ]
-
-
-def env_option(
-    parser: argparse.ArgumentParser,
-    flag: str,
-    *,
-    env: str,
-    help: str,
-    type: Callable[[str], Any] = str,
-    default: Any = None,
-) -> argparse.Action:
-    """Add ``flag`` whose default is read from the environment variable ``env``."""
-    raw = os.environ.get(env)
-    action = parser.add_argument(
-        flag,
-        type=type,
-        default=raw if raw not in (None, "") else default,
-        help=f"{help} [env {env}" + ("; default: %(default)s]" if default is not None else "]"),
-    )
-    action.env = env  # type: ignore[attr-defined]
-    return action
-
-
-def bus_options() -> argparse.ArgumentParser:
-    """Parent parser with the broker addresses every service command takes."""
-    parent = argparse.ArgumentParser(add_help=False)
-    env_option(
-        parent,
-        "--mqtt-url",
-        env="FL_MQTT_URL",
-        default="mqtt://127.0.0.1:1883",
-        help="MQTT broker URL (device plane)",
-    )
-    env_option(
-        parent,
-        "--kafka-bootstrap",
-        env="FL_KAFKA_BOOTSTRAP",
-        default="127.0.0.1:9092",
-        help="Kafka bootstrap servers, comma separated (service plane)",
-    )
-    return parent
 
 
 def _broker_options() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flbus.port import LogBus, Record
-from flctl.main import Subparsers, env_option
+from flproc.options import Subparsers, env_option
 from schemas import (
     AuditEvent,
     EvaluationReport,
@@ -198,7 +198,7 @@ def main(args: argparse.Namespace) -> int:
     """Replay and print; exit 1 when Kafka cannot be reached, 2 on a bad --since."""
     from flbus.errors import BusError
     from flbus.kafka import KafkaBus
-    from flctl.logs import configure_logging
+    from flproc.logs import configure_logging
 
     configure_logging("console", "warning")
     since_ms = None

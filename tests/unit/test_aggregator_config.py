@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flctl.main import accepted_env_vars, build_parser
-from services.aggregator.cli import config_from_args
+from flctl.roles.aggregator import config_from_args
 from services.aggregator.config import AggregatorConfig
 from services.aggregator.errors import SettingError
 

@@ -132,9 +132,9 @@ def test_compose_roles_start_with_valid_settings(
 ) -> None:
     """Each role's command and environment give a configuration its process accepts."""
     from flctl.main import build_parser
-    from services.aggregator.cli import config_from_args as aggregator_config
-    from services.coordinator.cli import config_from_args as coordinator_config
-    from services.selector.cli import config_from_args as selector_config
+    from flctl.roles.aggregator import config_from_args as aggregator_config
+    from flctl.roles.coordinator import config_from_args as coordinator_config
+    from flctl.roles.selector import config_from_args as selector_config
 
     builders = {
         "aggregator": aggregator_config,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flctl.experiment import hospital_ids, make_experiment
 from flctl.main import build_parser
-from services.coordinator.cli import config_from_args, held_out_sets
+from flctl.roles.coordinator import config_from_args, held_out_sets
+from flsim.experiment import hospital_ids, make_experiment
 
 pytestmark = pytest.mark.unit
 

@@ -275,7 +275,7 @@ def test_reassembled_buffer_holds_exactly_the_payload() -> None:
 
 
 def test_reuse_heap_buffers_is_explicit() -> None:
-    code = "import schemas.chunking, schemas.tuning, sys;print(schemas.tuning.reuse_heap_buffers())"
+    code = "import schemas.chunking, flproc.tuning, sys;print(flproc.tuning.reuse_heap_buffers())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     expected = "True" if sys.platform.startswith("linux") else "False"
     if sys.platform.startswith("linux") and "glibc" not in " ".join(

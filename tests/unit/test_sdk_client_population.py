@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from device_sdk.simulation import Population, SimClock, _conditions
 from flbus.memory import MemoryPubSub
-from flctl.experiment import make_experiment
+from flsim.experiment import make_experiment
+from flsim.population import Population, SimClock, _conditions
 from modelzoo import generate_artifacts
 from schemas import CheckIn, ModelUpdate, decode, encode
 from schemas.chunking import ChunkedReceiver

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from flctl.main import accepted_env_vars, build_parser
-from services.selector.cli import SETTINGS, config_from_args
+from flctl.roles.selector import SETTINGS, config_from_args
 from services.selector.config import EligibilityPolicy, SelectorConfig
 from services.selector.errors import SelectorConfigError
 

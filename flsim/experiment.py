@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flcore.partition import DeviceShard, Partition, dirichlet_partition
-from flcore.partition_spec import parse_partition
+from flsim.errors import ExperimentError
+from flsim.partition import DeviceShard, Partition, dirichlet_partition
+from flsim.partition_spec import parse_partition
 from modelzoo import Dataset, get_spec
 
 
@@ -46,10 +47,6 @@ class Experiment:
         for hospital in self.devices().values():
             counts[hospital] = counts.get(hospital, 0) + 1
         return counts
-
-
-class ExperimentError(ValueError):
-    """A partition spec or an initial-weights file does not fit the run; names the problem."""
 
 
 def hospital_ids(raw: str) -> tuple[str, ...]:

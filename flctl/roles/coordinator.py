@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import structlog
 
 from flcore.errors import ConfigError as CoreConfigError
-from flctl.experiment import hospital_ids, make_experiment
-from flctl.health import run_service
-from flctl.logs import prepare_process
-from flctl.main import Subparsers, env_option
+from flproc.health import run_service
+from flproc.logs import prepare_process
+from flproc.options import Subparsers, env_option
+from flsim.experiment import hospital_ids, make_experiment
 from modelzoo import Dataset
 from services.coordinator.config import CoordinatorConfig, RoundSettings
 from services.coordinator.errors import ConfigError
@@ -140,7 +140,7 @@ def register(subparsers: Subparsers) -> None:
 def held_out_sets(args: argparse.Namespace, config: CoordinatorConfig) -> dict[str, Dataset]:
     """Held-out test rows per model, from the very split the devices were given.
 
-    ``flctl devices`` and the demo split the data with ``flctl.experiment``; the
+    ``flctl devices`` and the demo split the data with ``flsim.experiment``; the
     coordinator derives the same split from the same flags (or the partition
     spec), so it never scores a version on rows a device trained on.
     """

@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import sys
 
-from flctl.health import run_service
-from flctl.logs import prepare_process
-from flctl.main import Subparsers, env_option
+from flproc.health import run_service
+from flproc.logs import prepare_process
+from flproc.options import Subparsers, env_option
 from schemas.chunking import DEFAULT_TIMEOUT_MS
 from services.aggregator.app import build, wall_clock_ms
 from services.aggregator.config import AggregatorConfig

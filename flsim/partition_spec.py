@@ -1,4 +1,4 @@
-"""Validation of a partition spec; every error names the offending field (see flcore.partition)."""
+"""Validation of a partition spec; every error names the offending field (see flsim.partition)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from flcore.errors import PartitionSpecError
-from flcore.partition import DeviceShard, Partition
+from flsim.errors import PartitionSpecError
+from flsim.partition import DeviceShard, Partition
 
 _TOP_KEYS = {"dataset", "test", "devices"}
 _DEVICE_KEYS = {"hospital", "device", "train"}

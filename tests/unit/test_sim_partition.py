@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from flcore.errors import ConfigError, PartitionSpecError
-from flcore.partition import dirichlet_partition
-from flcore.partition_spec import parse_partition
+from flsim.errors import PartitionSpecError, SimulationError
+from flsim.partition import dirichlet_partition
+from flsim.partition_spec import parse_partition
 
 pytestmark = pytest.mark.unit
 
@@ -52,11 +52,11 @@ def test_tiny_alpha_still_leaves_no_device_empty() -> None:
 
 
 def test_dirichlet_bad_settings_raise() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(SimulationError):
         _split(alpha=0.0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(SimulationError):
         _split(test_fraction=1.0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(SimulationError):
         dirichlet_partition(LABELS[:5], 3, 10, 1.0, np.random.default_rng(0))
 
 

@@ -35,9 +35,9 @@ def prepare_process(fmt: str = "json", level: str = "info") -> None:
 
     Chunked updates and partials allocate megabyte buffers; glibc's default
     hands those out as fresh mmaps that page-fault on first touch (about 10x
-    the cost of the codec itself here). See ``schemas.tuning``.
+    the cost of the codec itself here). See ``flproc.tuning``.
     """
-    from schemas.tuning import reuse_heap_buffers
+    from flproc.tuning import reuse_heap_buffers
 
     configure_logging(fmt, level)
     reuse_heap_buffers()

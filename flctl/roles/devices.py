@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from device_sdk.simulation import AVAILABILITIES, Population
-from flctl.experiment import hospital_ids, make_experiment
-from flctl.health import run_service
-from flctl.logs import prepare_process
-from flctl.main import env_option
+from flproc.health import run_service
+from flproc.logs import prepare_process
+from flproc.options import env_option
+from flsim.experiment import hospital_ids, make_experiment
+from flsim.population import AVAILABILITIES, Population
 
 Subparsers = Any
 

@@ -31,7 +31,7 @@ from device_sdk.eligibility import (
 )
 from flbus.errors import BusError
 from flbus.port import PubSubBus
-from flcore.partition import Partition
+from flsim.partition import Partition
 from modelzoo.registry import get_spec
 
 log = structlog.get_logger(__name__)

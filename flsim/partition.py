@@ -8,7 +8,7 @@ Spec format (JSON)::
 
 Rows index the named data set. Every (hospital, device) pair is unique, every
 device has at least one row, and no row is in two places (test or devices).
-``flcore.partition_spec.parse_partition`` validates a spec given as JSON text or a dict.
+``flsim.partition_spec.parse_partition`` validates a spec given as JSON text or a dict.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from flcore.errors import ConfigError
+from flsim.errors import SimulationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +66,11 @@ def dirichlet_partition(
     largest device, so every device can train.
     """
     if hospitals <= 0 or devices_per_hospital <= 0:
-        raise ConfigError("hospitals and devices_per_hospital must be > 0")
+        raise SimulationError("hospitals and devices_per_hospital must be > 0")
     if not alpha > 0:
-        raise ConfigError(f"alpha must be > 0, got {alpha}")
+        raise SimulationError(f"alpha must be > 0, got {alpha}")
     if not 0 <= test_fraction < 1:
-        raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}")
+        raise SimulationError(f"test_fraction must be in [0, 1), got {test_fraction}")
     n_dev = hospitals * devices_per_hospital
     test: list[int] = []
     shards: list[list[int]] = [[] for _ in range(n_dev)]
@@ -84,7 +84,7 @@ def dirichlet_partition(
         for shard, part in zip(shards, np.split(train, cuts), strict=True):
             shard.extend(int(r) for r in part)
     if sum(len(s) for s in shards) < n_dev:
-        raise ConfigError(
+        raise SimulationError(
             f"{sum(len(s) for s in shards)} training rows cannot fill {n_dev} devices"
         )
     for shard in shards:

@@ -8,9 +8,9 @@ import time
 
 import structlog
 
-from flctl.health import run_service
-from flctl.logs import prepare_process
-from flctl.main import Subparsers, bus_options, env_option
+from flproc.health import run_service
+from flproc.logs import prepare_process
+from flproc.options import Subparsers, bus_options, env_option
 from services.selector.config import EligibilityPolicy, SelectorConfig
 from services.selector.errors import SelectorConfigError
 

@@ -1,0 +1,1 @@
+"""``flctl coordinator|selector|aggregator|devices``: one module per role process."""
