@@ -24,8 +24,12 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True)
-class RoundPlan:
-    """A round as opened by the coordinator; ``goals`` maps hospital -> updates wanted."""
+class RoundTerms:
+    """The terms a round is opened on: goals (hospital -> updates wanted), deadlines, quorum.
+
+    The coordinator's own view; devices and services see the wire message
+    ``schemas.RoundPlan``, built from these terms and the round's hyper-parameters.
+    """
 
     model: str
     round_id: int
@@ -170,7 +174,7 @@ Decision = StopSelecting | CloseRound | AbandonRound | Ignored
 class RoundState:
     """Immutable snapshot of one round."""
 
-    plan: RoundPlan
+    plan: RoundTerms
     phase: Phase = Phase.SELECTING
     admitted: Mapping[str, int] = field(default_factory=dict)
     partials: Mapping[str, PartialReport] = field(default_factory=dict)

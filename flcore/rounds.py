@@ -31,8 +31,8 @@ from flcore.round_types import (
     PartialReport,
     Phase,
     RoundCommitted,
-    RoundPlan,
     RoundState,
+    RoundTerms,
     StopSelecting,
     Tick,
 )
@@ -49,8 +49,8 @@ __all__ = [
     "PartialReport",
     "Phase",
     "RoundCommitted",
-    "RoundPlan",
     "RoundState",
+    "RoundTerms",
     "StopSelecting",
     "Tick",
     "advance",
@@ -60,7 +60,7 @@ __all__ = [
 Step = tuple[RoundState, tuple[Decision, ...]]
 
 
-def open_round(plan: RoundPlan) -> RoundState:
+def open_round(plan: RoundTerms) -> RoundState:
     """Return the state of a freshly opened round (selecting)."""
     return RoundState(plan=plan)
 

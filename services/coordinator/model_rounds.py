@@ -154,7 +154,7 @@ class ModelRounds:
         self._seen_checkins.clear()
         round_id = self.next_round_id
         self.next_round_id += 1
-        plan = core.RoundPlan(
+        plan = core.RoundTerms(
             model=self.model,
             round_id=round_id,
             base_version=self.version,

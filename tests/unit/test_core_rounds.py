@@ -11,8 +11,8 @@ from flcore.rounds import (
     PartialReceived,
     Phase,
     RoundCommitted,
-    RoundPlan,
     RoundState,
+    RoundTerms,
     StopSelecting,
     Tick,
     advance,
@@ -21,7 +21,7 @@ from flcore.rounds import (
 
 pytestmark = pytest.mark.unit
 
-PLAN = RoundPlan(
+PLAN = RoundTerms(
     model="digits",
     round_id=1,
     base_version=0,
@@ -170,7 +170,7 @@ def test_plan_rejects_bad_settings(over: dict[str, object]) -> None:
         deadline_ms=5_000,
     )
     with pytest.raises(ConfigError):
-        RoundPlan(**{**kw, **over})  # type: ignore[arg-type]
+        RoundTerms(**{**kw, **over})  # type: ignore[arg-type]
 
 
 HR = HospitalRound(model="digits", hospital="h0", round_id=1, goal=3, deadline_ms=5_000)
