@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -113,8 +112,17 @@ class DeviceStats:
     training_spans: list[tuple[int, int]] = field(default_factory=list)
 
 
+BroadcastDecoder = Callable[[bytes], Any]
+"""Decodes a retained broadcast (a round plan) from its bytes; raises SchemaError if bad."""
+
+
 class Device:
-    """One device: local examples, eligibility, and the round protocol over a PubSubBus."""
+    """One device: local examples, eligibility, and the round protocol over a PubSubBus.
+
+    ``decode_broadcast`` decodes the round plans every device of a model receives;
+    the default is plain ``schemas.decode``. A simulator running many devices in
+    one process passes a shared cache (``flsim.population``).
+    """
 
     def __init__(
         self,
@@ -128,6 +136,7 @@ class Device:
         seed: int = 0,
         executor: Executor | None = None,
         feature_widths: dict[str, int] | None = None,
+        decode_broadcast: BroadcastDecoder = decode,
     ) -> None:
         """Open the device's storage; nothing touches the bus before ``run``."""
         self.config = config
@@ -137,6 +146,7 @@ class Device:
         self._clock = clock
         self._conditions_clock = conditions_clock or (lambda: self._now_dt())
         self._seed = seed
+        self._decode_broadcast = decode_broadcast
         self._rng = np.random.default_rng(seed)
         self.stats = DeviceStats()
         root = Path(config.storage_dir)
@@ -274,7 +284,7 @@ class Device:
 
     def _on_plan(self, state: ModelState, data: bytes) -> None:
         try:
-            plan = _decode_shared(data)
+            plan = self._decode_broadcast(data)
         except SchemaError as exc:
             self._log.warning("message.rejected", what="plan", error=str(exc))
             return
@@ -433,15 +443,6 @@ class Device:
     def installed(self) -> Sequence[str]:
         """Installed model names."""
         return tuple(self._models)
-
-
-@functools.lru_cache(maxsize=64)
-def _decode_shared(data: bytes) -> Any:
-    """Decode a retained broadcast (a plan) once per process: simulated devices share it.
-
-    Safe because decoded messages are frozen; a bad payload raises each time.
-    """
-    return decode(data)
 
 
 def _runtime_version() -> str:

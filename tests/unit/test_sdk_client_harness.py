@@ -140,11 +140,22 @@ async def selector_side(bus: PubSubBus, device: str = "d0") -> AsyncIterator[Sel
 def make_device(
     bus: PubSubBus, root: Path, clock: Callable[[], int], device: str = "d0", **kwargs: Any
 ) -> Device:
-    """Device ``device`` of h0 with 60 labelled digits, good conditions unless overridden."""
+    """Device ``device`` of h0 with 60 labelled digits, good conditions unless overridden.
+
+    ``kwargs`` replace DeviceConfig fields, except ``conditions`` and ``decode_broadcast``.
+    """
     conditions = kwargs.pop("conditions", GOOD)
+    decoder = kwargs.pop("decode_broadcast", decode)
     config = DeviceConfig(device, "h0", (MODEL,), root, poll_interval_s=0.02, max_chunk_bytes=4096)
     config = replace(config, **kwargs)
-    dev = Device(config, bus, conditions=FixedConditions(conditions), clock=clock, seed=1)
+    dev = Device(
+        config,
+        bus,
+        conditions=FixedConditions(conditions),
+        clock=clock,
+        seed=1,
+        decode_broadcast=decoder,
+    )
     data = get_spec(MODEL).load_data()
     for i in range(60):
         dev.record_prediction(f"ex{i}", data.X[i], 0, model=MODEL)
