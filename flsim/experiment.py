@@ -19,6 +19,8 @@ from flsim.partition import DeviceShard, Partition, dirichlet_partition
 from flsim.partition_spec import parse_partition
 from modelzoo import Dataset, get_spec
 
+TEST_FRACTION = 0.2  # of each class, held out for the coordinator's evaluation
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -30,8 +32,7 @@ class Experiment:
 
     def test_set(self, model: str) -> Dataset:
         """The held-out test rows of ``model``'s data set."""
-        rows = np.asarray(self.partitions[model].test, np.int64)
-        return Dataset(self.data[model].X[rows], self.data[model].y[rows])
+        return self.data[model].take(np.asarray(self.partitions[model].test, np.int64))
 
     def hospitals(self) -> tuple[str, ...]:
         """Every hospital that holds a device in some split, sorted."""
@@ -47,6 +48,15 @@ class Experiment:
         for hospital in self.devices().values():
             counts[hospital] = counts.get(hospital, 0) + 1
         return counts
+
+
+def shuffled_split(
+    data: Dataset, test_fraction: float, rng: np.random.Generator
+) -> tuple[Dataset, Dataset]:
+    """Shuffle with ``rng`` and split into (train, test): one holder, no hospitals."""
+    order = rng.permutation(len(data.y))
+    cut = len(order) - round(len(order) * test_fraction)
+    return data.take(order[:cut]), data.take(order[cut:])
 
 
 def hospital_ids(raw: str) -> tuple[str, ...]:
@@ -92,10 +102,18 @@ def make_experiment(
         rng = np.random.default_rng([seed, i])
         if layout is None:
             partitions[model] = dirichlet_partition(
-                data[model].y, hospitals, devices_per_hospital, alpha, rng, 0.2, spec.dataset
+                data[model].y,
+                hospitals,
+                devices_per_hospital,
+                alpha,
+                rng,
+                TEST_FRACTION,
+                spec.dataset,
             )
             continue
-        flat = dirichlet_partition(data[model].y, 1, len(layout), alpha, rng, 0.2, spec.dataset)
+        flat = dirichlet_partition(
+            data[model].y, 1, len(layout), alpha, rng, TEST_FRACTION, spec.dataset
+        )
         partitions[model] = Partition(
             spec.dataset,
             flat.test,
