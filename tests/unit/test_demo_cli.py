@@ -46,3 +46,24 @@ def test_demo_partition_with_a_row_twice_is_refused(
     )
     assert main(["demo", "--partition", str(spec)]) == 2
     assert "devices[0].train[0]" in capsys.readouterr().err
+
+
+def test_demo_malformed_partition_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "split.json"
+    spec.write_text('{"dataset": "digits", "test": [0,]}')
+    assert main(["demo", "--partition", str(spec)]) == 2
+    assert f"flctl demo: {spec}: not valid JSON: " in capsys.readouterr().err
+
+
+def test_demo_partition_of_digits_with_both_default_models_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "split.json"
+    spec.write_text(
+        '{"dataset": "digits", "test": [0], '
+        '"devices": [{"hospital": "h0", "device": "d0", "train": [1]}]}'
+    )
+    assert main(["demo", "--partition", str(spec)]) == 2
+    assert "fits digits_mlp but not breast_cancer" in capsys.readouterr().err
