@@ -1,14 +1,11 @@
-"""The device's MQTT side: ``Device`` checks in, trains on a task, uploads, evaluates.
+"""The device: ``Device`` is what an app embeds, the round protocol over a PubSubBus.
 
-What an app embeds (see docs/rounds.md section 3 and docs/protocol.md section 5)::
-
-    bus = MqttBus(url, client_id=device_id)          # or a MemoryPubSub
-    await bus.start()
-    device = Device(DeviceConfig("d0", "h0", ("digits_mlp",), Path("state")), bus,
-                    conditions=provider)
-    device.record_prediction("ex1", features, 3, model="digits_mlp")
-    device.attach_label("ex1", 3)
-    await device.run(stop)                            # until stop is set
+A whole app is ``examples/sdk_app.py`` (the README's example); the protocol is
+docs/rounds.md section 3 and docs/protocol.md section 5. ``Device`` owns the
+local storage (examples, round ledger) and each installed model's state, and
+composes the parts it hands one ``DeviceContext``: ``routes`` (which topics it
+follows), ``CheckIns`` (when it may check in) and ``RoundRunner`` (an admitted
+round: train, upload once, evaluate).
 
 One receive loop reads every subscribed topic and never blocks; a round runs as
 its own asyncio task and trains in a worker thread (an executor the caller may
@@ -20,13 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,29 +28,24 @@ import numpy as np
 import structlog
 from numpy.typing import NDArray
 
+from device_sdk.checkin import CheckIns
+from device_sdk.context import DeviceConfig, DeviceContext, DeviceStats
 from device_sdk.eligibility import ConditionsProvider, EligibilityPolicy
-from device_sdk.errors import SdkError, UnknownModelError
+from device_sdk.errors import UnknownModelError
 from device_sdk.ledger import RoundLedger
-from device_sdk.rounds import RoundOutcome, RoundRunner
+from device_sdk.rounds import RoundRunner
+from device_sdk.routes import route, topic_filters
 from device_sdk.state import ModelState
 from device_sdk.store import ExampleStore
 from flbus.errors import BusClosedError, BusError
 from flbus.port import PubSubBus, Record, Subscription
 from modelzoo.registry import get_spec
-from schemas import CheckIn, RetryAfter, RoundPlan, Task, decode
+from schemas import RetryAfter, RoundPlan, Task, decode
 from schemas.errors import SchemaError
-from schemas.topics import (
-    MQTT_ROOT,
-    checkin_topic,
-    model_manifest_topic,
-    plan_topic,
-    task_topic,
-)
 
 log = structlog.get_logger(__name__)
 
-SDK_VERSION = "0.1.0"
-SELECTING = "selecting"
+__all__ = ["BroadcastDecoder", "Device", "DeviceConfig", "DeviceStats", "wall_ms"]
 
 
 def wall_ms() -> int:
@@ -64,57 +53,17 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def model_chunks_prefix(model: str) -> str:
-    """Prefix of the retained ``chunks/<seq>`` topics of a model version."""
-    return model_manifest_topic(model).rsplit("/", 1)[0] + "/chunks/"
-
-
-def artifact_prefix(model: str) -> str:
-    """Prefix of the retained artifact bundle chunk topics of ``model``."""
-    return f"{MQTT_ROOT}/models/{model}/artifacts/0/bundle/"
-
-
-@dataclass(frozen=True)
-class DeviceConfig:
-    """Identity, installed models, storage and simulation knobs of one device."""
-
-    device_id: str
-    hospital_id: str
-    models: tuple[str, ...]
-    storage_dir: Path
-    dropout: float = 0.0  # probability of vanishing between admission and upload
-    slowdown: float = 1.0  # >1 stretches training time (a slower phone)
-    ort_threads: int | None = 1
-    poll_interval_s: float = 0.25
-    checkin_timeout_ms: int = 30_000  # check in again if the selector never answered
-    max_chunk_bytes: int = 512 * 1024
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout <= 1.0:
-            raise ValueError(f"dropout must be in [0, 1], got {self.dropout}")
-        if self.slowdown < 1.0:
-            raise ValueError(f"slowdown must be >= 1, got {self.slowdown}")
-
-
-@dataclass
-class DeviceStats:
-    """What a device did, for the simulator's report."""
-
-    checkins: int = 0
-    tasks: int = 0
-    retries: int = 0
-    uploads: int = 0
-    failures: int = 0
-    dropouts: int = 0
-    train_seconds: float = 0.0
-    bus_errors: int = 0
-    outcomes: list[RoundOutcome] = field(default_factory=list)
-    # (start_ms, end_ms) of every on-device training job, to tell training from waiting.
-    training_spans: list[tuple[int, int]] = field(default_factory=list)
+BroadcastDecoder = Callable[[bytes], Any]
+"""Decodes a retained broadcast (a round plan) from its bytes; raises SchemaError if bad."""
 
 
 class Device:
-    """One device: local examples, eligibility, and the round protocol over a PubSubBus."""
+    """One device: local examples, eligibility, and the round protocol over a PubSubBus.
+
+    ``decode_broadcast`` decodes the round plans every device of a model receives;
+    the default is plain ``schemas.decode``. A simulator running many devices in
+    one process passes a shared cache (``flsim.population``).
+    """
 
     def __init__(
         self,
@@ -128,16 +77,13 @@ class Device:
         seed: int = 0,
         executor: Executor | None = None,
         feature_widths: dict[str, int] | None = None,
+        decode_broadcast: BroadcastDecoder = decode,
     ) -> None:
         """Open the device's storage; nothing touches the bus before ``run``."""
         self.config = config
         self.bus = bus
-        self._conditions = conditions
-        self._policy = policy or EligibilityPolicy()
         self._clock = clock
-        self._conditions_clock = conditions_clock or (lambda: self._now_dt())
-        self._seed = seed
-        self._rng = np.random.default_rng(seed)
+        self._decode_broadcast = decode_broadcast
         self.stats = DeviceStats()
         root = Path(config.storage_dir)
         root.mkdir(parents=True, exist_ok=True)
@@ -146,7 +92,16 @@ class Device:
         self.ledger = RoundLedger(root / "rounds.sqlite")
         self._models = {m: ModelState(m, root / "artifacts") for m in config.models}
         self._log = log.bind(device=config.device_id, hospital=config.hospital_id)
-        self._runner = RoundRunner(self, executor)
+        self._ctx = DeviceContext(
+            config, bus, self.store, self.ledger, self.stats, clock, seed, self._log
+        )
+        self._checkins = CheckIns(
+            self._ctx,
+            conditions,
+            policy or EligibilityPolicy(),
+            conditions_clock or self._ctx.now,
+        )
+        self._runner = RoundRunner(self._ctx, executor)
         self._jobs: set[asyncio.Task[None]] = set()
         self.subscribed = asyncio.Event()  # set while the device's subscription is live
 
@@ -206,15 +161,7 @@ class Device:
 
     def topic_filters(self) -> list[str]:
         """Every MQTT topic filter the device subscribes to."""
-        filters = [task_topic(self.config.hospital_id, self.config.device_id)]
-        for m in self.config.models:
-            filters += [
-                plan_topic(m),
-                model_manifest_topic(m),
-                model_chunks_prefix(m) + "+",
-                artifact_prefix(m) + "+",
-            ]
-        return filters
+        return topic_filters(self.config.hospital_id, self.config.device_id, self.config.models)
 
     async def _receive_forever(self, stop: asyncio.Event) -> None:
         delay = 0.1
@@ -245,25 +192,25 @@ class Device:
             now = self._clock()
             for state in self._models.values():
                 state.downloads.expire(now)
-                await self._maybe_check_in(state)
+                await self._checkins.maybe_check_in(state)
 
     def _dispatch(self, record: Record) -> None:
-        topic, now = record.topic, self._clock()
         if not record.value:
             return  # a retained message being cleared
-        if topic == task_topic(self.config.hospital_id, self.config.device_id):
+        cfg = self.config
+        where = route(record.topic, cfg.hospital_id, cfg.device_id, tuple(self._models))
+        if where is None:
+            return
+        if where.kind == "task":
             self._on_task_topic(record.value)
             return
-        for m, state in self._models.items():
-            if topic == plan_topic(m):
-                self._on_plan(state, record.value)
-            elif topic == model_manifest_topic(m) or topic.startswith(model_chunks_prefix(m)):
-                state.on_version(state.downloads.version_chunk(record.value, now))
-            elif topic.startswith(artifact_prefix(m)):
-                state.on_bundle(state.downloads.bundle_chunk(record.value, now))
-            else:
-                continue
-            return
+        state, now = self._models[where.model], self._clock()
+        if where.kind == "plan":
+            self._on_plan(state, record.value)
+        elif where.kind == "version":
+            state.on_version(state.downloads.version_chunk(record.value, now))
+        else:
+            state.on_bundle(state.downloads.bundle_chunk(record.value, now))
 
     def _decode(self, data: bytes, what: str) -> Any | None:
         try:
@@ -274,7 +221,7 @@ class Device:
 
     def _on_plan(self, state: ModelState, data: bytes) -> None:
         try:
-            plan = _decode_shared(data)
+            plan = self._decode_broadcast(data)
         except SchemaError as exc:
             self._log.warning("message.rejected", what="plan", error=str(exc))
             return
@@ -282,7 +229,7 @@ class Device:
             return
         if state.plan is None or plan.round_id >= state.plan.round_id:
             state.plan = plan
-            self._spawn(self._maybe_check_in(state))
+            self._spawn(self._checkins.maybe_check_in(state))
 
     def _on_task_topic(self, data: bytes) -> None:
         msg = self._decode(data, "task")
@@ -328,12 +275,12 @@ class Device:
         )
         self._spawn(self._runner.run(task, state))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         job = asyncio.create_task(coro)
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
 
-    # -- check-in -----------------------------------------------------------------
+    # -- state -------------------------------------------------------------------
 
     def _state(self, model: str) -> ModelState:
         state = self._models.get(model)
@@ -342,89 +289,20 @@ class Device:
         return state
 
     def _now_dt(self) -> datetime:
-        return datetime.fromtimestamp(self._clock() / 1000, UTC)
+        return self._ctx.now()
 
     def round_rng(self, model: str, round_id: int) -> np.random.Generator:
         """The random stream of one round (dropout draw, batch order, noise): reproducible."""
-        return np.random.default_rng((self._seed, zlib.crc32(model.encode()), round_id))
+        return self._ctx.round_rng(model, round_id)
 
     def check_in_blocker(self, state: ModelState) -> str | None:
         """Why the device must not check in for ``state``'s plan now, or None if it may."""
-        plan, now = state.plan, self._clock()
-        if plan is None or plan.state != SELECTING:
-            return "no_selecting_plan"
-        if plan.deadline_ms and now >= plan.deadline_ms:
-            return "plan_expired"
-        if plan.hospitals and self.config.hospital_id not in plan.hospitals:
-            return "hospital_not_in_plan"
-        if state.busy_round is not None:
-            return "busy"
-        if now < state.retry_at_ms:
-            return "retry_later"
-        pending = state.pending_checkin
-        if (
-            pending is not None
-            and pending[0] == plan.round_id
-            and now - pending[1] < self.config.checkin_timeout_ms
-        ):
-            return "awaiting_answer"
-        if self.ledger.has(state.model, plan.round_id):
-            return "already_taken_part"
-        if self.store.counts(state.model, self._now_dt()).labelled == 0:
-            return "no_labelled_examples"
-        decision = self._policy.check(self._conditions.conditions(self._conditions_clock()))
-        if not decision.eligible:
-            return "ineligible:" + ",".join(decision.reasons)
-        return None
-
-    async def _maybe_check_in(self, state: ModelState) -> None:
-        try:
-            blocker = self.check_in_blocker(state)
-        except SdkError as exc:
-            self._log.warning("checkin.skipped", model=state.model, error=str(exc))
-            return
-        if blocker is not None or state.plan is None:
-            return
-        c = self._conditions.conditions(self._conditions_clock())
-        msg = CheckIn(
-            device_id=self.config.device_id,
-            hospital_id=self.config.hospital_id,
-            models=(state.model,),
-            runtime_version=_runtime_version(),
-            sdk_version=SDK_VERSION,
-            charging=c.charging,
-            unmetered=c.unmetered_network,
-            idle=c.idle,
-            battery_pct=float(min(100.0, max(0.0, c.battery_level * 100))),
-            free_memory_mb=max(0, int(c.free_memory_mb)),
-            sent_at_ms=self._clock(),
-        )
-        state.pending_checkin = (state.plan.round_id, msg.sent_at_ms)
-        try:
-            await self.publish(checkin_topic(self.config.hospital_id, self.config.device_id), msg)
-        except BusError as exc:
-            state.pending_checkin = None
-            self.stats.bus_errors += 1
-            self._log.warning("bus.error", what="checkin", error=str(exc))
-            return
-        self.stats.checkins += 1
-        self._log.info("checkin.sent", model=state.model, round=state.plan.round_id)
-
-    async def publish(self, topic: str, msg: Any) -> None:
-        """Encode and publish one (small) message at QoS 1."""
-        from schemas import encode
-
-        await self.bus.publish(topic, encode(msg))
+        return self._checkins.blocker(state)
 
     @property
     def clock(self) -> Callable[[], int]:
         """The device's millisecond clock."""
         return self._clock
-
-    @property
-    def log(self) -> Any:
-        """The device's bound logger."""
-        return self._log
 
     def model_state(self, model: str) -> ModelState | None:
         """Download and round state of one installed model (None if not installed)."""
@@ -433,18 +311,3 @@ class Device:
     def installed(self) -> Sequence[str]:
         """Installed model names."""
         return tuple(self._models)
-
-
-@functools.lru_cache(maxsize=64)
-def _decode_shared(data: bytes) -> Any:
-    """Decode a retained broadcast (a plan) once per process: simulated devices share it.
-
-    Safe because decoded messages are frozen; a bad payload raises each time.
-    """
-    return decode(data)
-
-
-def _runtime_version() -> str:
-    import onnxruntime
-
-    return f"onnxruntime-{onnxruntime.__version__}"

@@ -10,6 +10,8 @@ Hierarchy::
     │   ├── FeatureError          wrong feature width, or non-finite features
     │   └── LabelError            a label outside [0, classes)
     ├── TrainingDivergedError     NaN/inf loss or weights while training
+    ├── ModelUnavailableError     the task's base version or artifacts missed the deadline
+    ├── DeadlineMissedError       training ended after the task's deadline
     └── StoreError                the local example store failed (sqlite, naive datetimes)
 
 ORT and sqlite exceptions are translated into these at the point of the call
@@ -69,6 +71,18 @@ class TrainingDivergedError(SdkError):
     def __init__(self, message: str, step: int) -> None:
         super().__init__(message)
         self.step = step
+
+
+class ModelUnavailableError(SdkError):
+    """The task's base version or its artifacts did not arrive before the deadline."""
+
+    reason = "model_unavailable"
+
+
+class DeadlineMissedError(SdkError):
+    """Training finished after the task's deadline; the update would be refused."""
+
+    reason = "deadline_missed"
 
 
 class StoreError(SdkError):

@@ -16,14 +16,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from device_sdk.errors import SdkError, UnknownModelError
+from device_sdk.context import DeviceContext, RoundOutcome
+from device_sdk.errors import (
+    DeadlineMissedError,
+    ModelUnavailableError,
+    SdkError,
+    UnknownModelError,
+)
 from device_sdk.training import EvalResult, TrainResult
 from device_sdk.wire import from_tensors, to_tensors, train_config, upload_headers
 from flbus.errors import BusError
@@ -35,34 +40,9 @@ from schemas.errors import SchemaError
 from schemas.topics import eval_topic, upload_topic
 
 if TYPE_CHECKING:
-    from device_sdk.client import Device
     from device_sdk.state import ModelState
 
 T = TypeVar("T")
-
-
-class ModelUnavailableError(SdkError):
-    """The task's base version or its artifacts did not arrive before the deadline."""
-
-    reason = "model_unavailable"
-
-
-class DeadlineMissedError(SdkError):
-    """Training finished after the task's deadline; the update would be refused."""
-
-    reason = "deadline_missed"
-
-
-@dataclass(frozen=True)
-class RoundOutcome:
-    """How one round ended on this device."""
-
-    model: str
-    round_id: int
-    outcome: str  # uploaded, failed, dropped, duplicate
-    reason: str = ""
-    train_seconds: float = 0.0
-    num_examples: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,10 +55,14 @@ class _Trained:
 
 
 class RoundRunner:
-    """Carries out tasks for one device."""
+    """Carries out tasks for one device: everything it touches comes in ``ctx``.
 
-    def __init__(self, device: Device, executor: Executor | None) -> None:
-        self._d = device
+    ``executor`` runs training (None: the loop's default); a simulator passes
+    one worker so that devices sharing a process train one at a time.
+    """
+
+    def __init__(self, ctx: DeviceContext, executor: Executor | None = None) -> None:
+        self._ctx = ctx
         self._executor = executor
 
     async def _in_worker(self, fn: Callable[..., T], *args: Any) -> T:
@@ -87,7 +71,7 @@ class RoundRunner:
 
     async def run(self, task: Task, state: ModelState | None) -> None:
         """Do the round ``task`` admitted this device to; never raises an SdkError."""
-        d = self._d
+        d = self._ctx
         log = d.log.bind(model=task.model, round=task.round_id)
         rng = d.round_rng(task.model, task.round_id)
         outcome = RoundOutcome(task.model, task.round_id, "failed")
@@ -104,8 +88,7 @@ class RoundRunner:
                 return
             version, path = await self._await_model(task, state)
             # sqlite off the event loop: a commit can take milliseconds on slow flash.
-            now = datetime.fromtimestamp(d.clock() / 1000, UTC)
-            x, y = await asyncio.to_thread(d.store.labelled, task.model, now)
+            x, y = await asyncio.to_thread(d.store.labelled, task.model, d.now())
             async with state.lock:
                 trained = await self._in_worker(self._train, state, path, version, x, y, task, rng)
                 d.stats.training_spans.append(trained.span)
@@ -149,7 +132,7 @@ class RoundRunner:
                 raise ModelUnavailableError(
                     f"base version {task.base_version} was superseded by {v.version}"
                 )
-            remaining_ms = task.deadline_ms - self._d.clock()
+            remaining_ms = task.deadline_ms - self._ctx.clock()
             if remaining_ms <= 0:
                 have = None if v is None else v.version
                 raise ModelUnavailableError(
@@ -170,8 +153,8 @@ class RoundRunner:
         rng: np.random.Generator,
     ) -> _Trained:
         """Load the base weights and train (worker thread)."""
-        started, started_ms = time.perf_counter(), self._d.clock()
-        trainer = state.training_trainer(path, self._d.config.ort_threads)
+        started, started_ms = time.perf_counter(), self._ctx.clock()
+        trainer = state.training_trainer(path, self._ctx.config.ort_threads)
         manifest, flat = from_tensors(version.tensors)
         trainer.load_weights(flat, manifest)
         # The base model is scored in the training session (federated evaluation).
@@ -182,11 +165,11 @@ class RoundRunner:
             stddev = task.noise_multiplier * (task.clip_norm or 1.0)
             update = add_gaussian_noise(update, stddev, rng)
         seconds = time.perf_counter() - started
-        return _Trained(result, update, trainer.manifest, seconds, (started_ms, self._d.clock()))
+        return _Trained(result, update, trainer.manifest, seconds, (started_ms, self._ctx.clock()))
 
     async def _upload(self, task: Task, trained: _Trained, seconds: float, log: Any) -> bool:
         """Claim the round, then publish the update's chunks; False if already claimed."""
-        d = self._d
+        d = self._ctx
         # Unique per upload without os.urandom (slow in some sandboxes, and a
         # per-round stream keeps runs reproducible).
         nonce = int(d.round_rng(task.model, task.round_id).integers(2**48))
@@ -234,11 +217,11 @@ class RoundRunner:
         delay = 0.1
         while True:
             try:
-                await self._d.bus.publish(topic, data, headers=headers)
+                await self._ctx.bus.publish(topic, data, headers=headers)
                 return
             except BusError as exc:
-                self._d.stats.bus_errors += 1
-                if self._d.clock() > deadline_ms:
+                self._ctx.stats.bus_errors += 1
+                if self._ctx.clock() > deadline_ms:
                     log.warning("upload.abandoned", error=str(exc))
                     raise
                 log.warning("bus.error", what="upload", error=str(exc), retry_in_s=delay)
@@ -247,7 +230,7 @@ class RoundRunner:
 
     async def _report(self, task: Task, ev: EvalResult, log: Any) -> None:
         """Publish the base version's local loss and accuracy."""
-        d = self._d
+        d = self._ctx
         if not (math.isfinite(ev.loss) and math.isfinite(ev.accuracy)):
             log.warning("eval.skipped", loss=ev.loss)
             return
@@ -271,7 +254,7 @@ class RoundRunner:
 
     async def _fail(self, task: Task, reason: str, detail: str, log: Any) -> None:
         """Claim the round as failed and publish one TrainingFailure."""
-        d = self._d
+        d = self._ctx
         d.stats.failures += 1
         log.warning("training.failed", reason=reason, detail=detail[:300])
         claimed = await asyncio.to_thread(

@@ -63,7 +63,8 @@ def register(subparsers: Subparsers) -> None:
     opt(p, "--seed", env="FL_SEED", type=int, default=0, help="seed of splits and weights")
     opt(p, "--partition", env="FL_PARTITION",
         help="JSON split {dataset, test, devices:[{hospital, device, train}]} instead of "
-        "the Dirichlet one")  # fmt: skip
+        "the Dirichlet one; every model of --models trains on it, so name only models of "
+        "its dataset (a digits split: --models digits_mlp or digits_cnn)")  # fmt: skip
     opt(
         p,
         "--init-weights",

@@ -1,23 +1,27 @@
 """The data side of a demo run: who holds which rows, and the initial weights.
 
-A run is reproducible from its inputs: a partition spec (or a seeded
-Dirichlet split) per data set, and initial weights (or the zoo's seeded
-initialisation).
+A run is reproducible from its inputs: a partition spec file (one data set,
+used by every model of the run) or a seeded Dirichlet split per model, and
+initial weights (or the zoo's seeded initialisation). Every role that splits
+(``flctl demo``, ``flctl devices``, ``flctl coordinator``) calls
+``make_experiment``, so they agree on the rows.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from flsim.errors import ExperimentError
-from flsim.partition import DeviceShard, Partition, dirichlet_partition
+from flsim.errors import ExperimentError, PartitionSpecError
+from flsim.partition import Partition, dirichlet_partition
 from flsim.partition_spec import parse_partition
 from modelzoo import Dataset, get_spec
+
+TEST_FRACTION = 0.2  # of each class, held out for the coordinator's evaluation
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,7 @@ class Experiment:
 
     def test_set(self, model: str) -> Dataset:
         """The held-out test rows of ``model``'s data set."""
-        rows = np.asarray(self.partitions[model].test, np.int64)
-        return Dataset(self.data[model].X[rows], self.data[model].y[rows])
+        return self.data[model].take(np.asarray(self.partitions[model].test, np.int64))
 
     def hospitals(self) -> tuple[str, ...]:
         """Every hospital that holds a device in some split, sorted."""
@@ -47,6 +50,15 @@ class Experiment:
         for hospital in self.devices().values():
             counts[hospital] = counts.get(hospital, 0) + 1
         return counts
+
+
+def shuffled_split(
+    data: Dataset, test_fraction: float, rng: np.random.Generator
+) -> tuple[Dataset, Dataset]:
+    """Shuffle with ``rng`` and split into (train, test): one holder, no hospitals."""
+    order = rng.permutation(len(data.y))
+    cut = len(order) - round(len(order) * test_fraction)
+    return data.take(order[:cut]), data.take(order[cut:])
 
 
 def hospital_ids(raw: str) -> tuple[str, ...]:
@@ -71,37 +83,57 @@ def make_experiment(
     seed: int,
     partition_file: Path | None = None,
 ) -> Experiment:
-    """Splits for every model: the spec file where its data set matches, else seeded Dirichlet."""
-    spec_text = partition_file.read_text() if partition_file else None
+    """Every model's split: the spec file's (all models must train on its data set),
+    else a seeded Dirichlet split per model over ``hospitals`` x ``devices_per_hospital``."""
     data = {m: get_spec(m).load_data() for m in models}
-    partitions: dict[str, Partition] = {}
-    for model in models:
-        spec = get_spec(model)
-        if spec_text is not None and json.loads(spec_text).get("dataset") == spec.dataset:
-            partitions[model] = parse_partition(spec_text, {spec.dataset: len(data[model].y)})
-    if spec_text is not None and not partitions:
-        raise ExperimentError(
-            f"{partition_file}: its dataset matches none of the models {list(models)}"
+    if partition_file is not None:
+        return Experiment(tuple(models), data, read_partition(partition_file, models, data))
+    partitions = {
+        model: dirichlet_partition(
+            data[model].y,
+            hospitals,
+            devices_per_hospital,
+            alpha,
+            np.random.default_rng([seed, i]),
+            TEST_FRACTION,
+            get_spec(model).dataset,
         )
-    # Models without a spec get a seeded Dirichlet split over the same devices.
-    layout = next(iter(partitions.values())).devices if partitions else None
-    for i, model in enumerate(models):
-        if model in partitions:
-            continue
-        spec = get_spec(model)
-        rng = np.random.default_rng([seed, i])
-        if layout is None:
-            partitions[model] = dirichlet_partition(
-                data[model].y, hospitals, devices_per_hospital, alpha, rng, 0.2, spec.dataset
-            )
-            continue
-        flat = dirichlet_partition(data[model].y, 1, len(layout), alpha, rng, 0.2, spec.dataset)
-        partitions[model] = Partition(
-            spec.dataset,
-            flat.test,
-            tuple(
-                DeviceShard(d.hospital, d.device, s.train)
-                for d, s in zip(layout, flat.devices, strict=True)
-            ),
-        )
+        for i, model in enumerate(models)
+    }
     return Experiment(tuple(models), data, partitions)
+
+
+def read_partition(
+    path: Path, models: Sequence[str], data: Mapping[str, Dataset]
+) -> dict[str, Partition]:
+    """The spec file's split for each of ``models``; ExperimentError names the file and why.
+
+    A spec splits one data set; every model of the run must train on it. A
+    model on another data set is refused rather than quietly given a seeded
+    split of its own: ask only for the models the spec fits.
+    """
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ExperimentError(f"{path}: not valid JSON: {exc}") from None
+    datasets = {m: get_spec(m).dataset for m in models}
+    sizes = {datasets[m]: len(data[m].y) for m in models}
+    named = raw.get("dataset") if isinstance(raw, dict) else None
+    if isinstance(named, str) and named not in sizes:
+        raise ExperimentError(
+            f"{path}: a split of the {named!r} data set, which none of the models "
+            f"{list(models)} trains on (they train on {sorted(sizes)})"
+        )
+    try:
+        partition = parse_partition(raw, sizes)
+    except PartitionSpecError as exc:
+        raise ExperimentError(f"{path}: {exc}") from exc
+    others = [m for m in models if datasets[m] != partition.dataset]
+    if others:
+        fits = [m for m in models if m not in others]
+        raise ExperimentError(
+            f"{path}: a split of the {partition.dataset!r} data set fits {', '.join(fits)} but "
+            f"not {', '.join(f'{m} (trains on {datasets[m]!r})' for m in others)}; "
+            f"ask only for the models it fits (--models {','.join(fits)})"
+        )
+    return dict.fromkeys(models, partition)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from flbus.errors import BusError
 from flbus.port import PubSubBus
 from flsim.partition import Partition
 from modelzoo.registry import get_spec
+from schemas import decode
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +72,17 @@ class SimClock:
     def now(self) -> datetime:
         """The simulated time now."""
         return self.start + timedelta(milliseconds=(self.wall() - self.wall_start_ms) * self.scale)
+
+
+@functools.lru_cache(maxsize=64)
+def shared_decode(data: bytes) -> Any:
+    """Decode a retained broadcast (a plan) once per process: simulated devices share it.
+
+    Every device of a model receives the same plan bytes; decoding them once
+    instead of K times matters with hundreds of devices in one process. Safe
+    because decoded messages are frozen; a bad payload raises each time.
+    """
+    return decode(data)
 
 
 def _conditions(availability: str, seed: int) -> ConditionsProvider:
@@ -155,6 +168,7 @@ class Population:
                 conditions_clock=sim.now,
                 seed=device_seed,
                 executor=executor,
+                decode_broadcast=shared_decode,
             )
             data_rng = np.random.default_rng(device_seed)
             for model, train_rows in sorted(rows.items()):

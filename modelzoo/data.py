@@ -1,4 +1,9 @@
-"""Bundled sklearn datasets for the zoo (no downloads) and the shared batching rule."""
+"""Bundled sklearn datasets for the zoo (no downloads) and the shared batching rule.
+
+The data sets load lazily (scikit-learn is imported on first use, and only the
+``sim`` extra installs it); who holds which rows is the simulator's business
+(``flsim.partition``, ``flsim.experiment``).
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,9 @@ class Dataset:
     X: NDArray[np.float32]
     y: NDArray[np.int64]
 
-    def split(self, test_fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
-        """Shuffle with ``rng`` and split into (train, test)."""
-        order = rng.permutation(len(self.y))
-        cut = len(order) - round(len(order) * test_fraction)
-        tr, te = order[:cut], order[cut:]
-        return Dataset(self.X[tr], self.y[tr]), Dataset(self.X[te], self.y[te])
+    def take(self, rows: NDArray[np.int64]) -> Dataset:
+        """The examples at ``rows``, in that order (a copy)."""
+        return Dataset(self.X[rows], self.y[rows])
 
 
 def _frozen(x: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from device_sdk.errors import (
     WeightsError,
 )
 from device_sdk.trainer import TrainConfig, Trainer
+from flsim.experiment import shuffled_split
 from modelzoo import (
     ArtifactGenerationError,
     ParamManifest,
@@ -49,7 +50,7 @@ def digits_dir(artifact_root: Path, tmp_path: Path) -> Path:
 
 
 def _split(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    train, test = get_spec(name).load_data().split(0.25, np.random.default_rng(0))
+    train, test = shuffled_split(get_spec(name).load_data(), 0.25, np.random.default_rng(0))
     return train.X, train.y, test.X, test.y
 
 

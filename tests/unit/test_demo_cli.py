@@ -36,13 +36,26 @@ def test_demo_refuses_to_mix_registries(tmp_path: Path, capsys: pytest.CaptureFi
     assert "already holds a model registry" in capsys.readouterr().err
 
 
-def test_demo_partition_with_a_row_twice_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+ONE_DEVICE = '"devices": [{"hospital": "h0", "device": "d0", "train": [%d]}]'
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"dataset": "digits", "test": [0], %s}' % (ONE_DEVICE % 0), "devices[0].train[0]"),
+        ('{"dataset": "digits", "test": [0,]}', "not valid JSON: "),
+        (
+            '{"dataset": "digits", "test": [0], %s}' % (ONE_DEVICE % 1),
+            "fits digits_mlp but not breast_cancer",
+        ),
+    ],
+    ids=["row-twice", "malformed-json", "digits-split-with-both-default-models"],
+)
+def test_demo_bad_partition_exits_2_naming_the_file_and_the_problem(
+    content: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = tmp_path / "split.json"
-    spec.write_text(
-        '{"dataset": "digits", "test": [0], '
-        '"devices": [{"hospital": "h0", "device": "d0", "train": [0]}]}'
-    )
+    spec.write_text(content)
     assert main(["demo", "--partition", str(spec)]) == 2
-    assert "devices[0].train[0]" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"flctl demo: {spec}: ") and message in err

@@ -121,6 +121,24 @@ async def test_device_never_uploads_twice_for_a_round_even_after_restart(
     assert [(e.round_id, e.outcome) for e in entries] == [(1, "uploaded")]
 
 
+async def test_device_decodes_plans_with_the_injected_decoder(
+    bus: MemoryPubSub, tmp_path: Path
+) -> None:
+    # Prepare: a decoder that records what it was asked to decode.
+    seen: list[bytes] = []
+
+    def recording_decode(data: bytes) -> object:
+        seen.append(data)
+        return decode(data)
+
+    device = make_device(bus, tmp_path, FakeClock(), decode_broadcast=recording_decode)
+    # Execute
+    async with selector_side(bus) as sel, running(device):
+        await sel.wait_for(lambda s: len(s.checkins) >= 1)
+    # Assert: the device checked in on the plan it decoded through the hook.
+    assert seen == [encode(plan(1))]
+
+
 async def test_device_respects_retry_after(bus: MemoryPubSub, tmp_path: Path) -> None:
     clock = FakeClock()
     device = make_device(bus, tmp_path, clock)

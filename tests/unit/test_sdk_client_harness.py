@@ -24,6 +24,7 @@ from schemas.topics import (
     eval_topic,
     model_chunk_topic,
     model_manifest_topic,
+    plan_topic,
     task_topic,
     upload_topic,
 )
@@ -63,27 +64,48 @@ def task(round_id: int = 1, *, model: str = MODEL, lr: float = 0.1, deadline_ms:
     )  # fmt: skip
 
 
-def bundle_of(artifact_dir: Path, digest: str = "art-1") -> ArtifactBundle:
+def bundle_of(artifact_dir: Path, digest: str = "art-1", model: str = MODEL) -> ArtifactBundle:
     """Every file of an artifact directory as one bundle."""
     files = {p.name: p.read_bytes() for p in artifact_dir.iterdir() if p.is_file()}
-    return ArtifactBundle.pack(MODEL, digest, files)
+    return ArtifactBundle.pack(model, digest, files)
 
 
-def version_of(artifact_dir: Path, version: int = 0, digest: str = "art-1") -> ModelVersion:
+def version_of(
+    artifact_dir: Path, version: int = 0, digest: str = "art-1", model: str = MODEL
+) -> ModelVersion:
     """The checkpoint's initial weights as a ModelVersion."""
     trainer = Trainer(artifact_dir)
-    return ModelVersion(MODEL, version, -1, -1, 0, (), (), digest,
+    return ModelVersion(model, version, -1, -1, 0, (), (), digest,
                         to_tensors(trainer.manifest, trainer.weights()))  # fmt: skip
 
 
-async def publish_model(bus: PubSubBus, version: ModelVersion, bundle: ArtifactBundle) -> None:
-    """What the selector bridge does: retained chunks of the bundle and of the version."""
-    for seq, data in enumerate(encode_chunked(bundle, f"{MODEL}-{bundle.digest}", 16_384)):
-        await bus.publish(artifact_topic(MODEL, 0, "bundle", seq), data, retain=True)
-    chunks = encode_chunked(version, f"{MODEL}-v{version.version}", 8192)
+async def publish_model(
+    bus: PubSubBus, version: ModelVersion, bundle: ArtifactBundle
+) -> tuple[int, int]:
+    """What the selector bridge does: retained chunks of the bundle and of the version.
+
+    Returns how many chunks the (version, bundle) took, for a test that clears them.
+    """
+    model = version.model
+    bundle_chunks = encode_chunked(bundle, f"{model}-{bundle.digest}", 16_384)
+    for seq, data in enumerate(bundle_chunks):
+        await bus.publish(artifact_topic(model, 0, "bundle", seq), data, retain=True)
+    chunks = encode_chunked(version, f"{model}-v{version.version}", 8192)
     for seq in range(len(chunks) - 1, -1, -1):  # seq 0 (the manifest) last
-        topic = model_manifest_topic(MODEL) if seq == 0 else model_chunk_topic(MODEL, seq)
+        topic = model_manifest_topic(model) if seq == 0 else model_chunk_topic(model, seq)
         await bus.publish(topic, chunks[seq], retain=True)
+    return len(chunks), len(bundle_chunks)
+
+
+async def clear_model(bus: PubSubBus, model: str, chunks: tuple[int, int]) -> None:
+    """Clear the retained plan, version and bundle chunks of ``model`` (a shared broker)."""
+    versions, bundles = chunks
+    await bus.publish(plan_topic(model), b"", retain=True)
+    await bus.publish(model_manifest_topic(model), b"", retain=True)
+    for seq in range(1, versions):
+        await bus.publish(model_chunk_topic(model, seq), b"", retain=True)
+    for seq in range(bundles):
+        await bus.publish(artifact_topic(model, 0, "bundle", seq), b"", retain=True)
 
 
 @dataclass
@@ -140,11 +162,22 @@ async def selector_side(bus: PubSubBus, device: str = "d0") -> AsyncIterator[Sel
 def make_device(
     bus: PubSubBus, root: Path, clock: Callable[[], int], device: str = "d0", **kwargs: Any
 ) -> Device:
-    """Device ``device`` of h0 with 60 labelled digits, good conditions unless overridden."""
+    """Device ``device`` of h0 with 60 labelled digits, good conditions unless overridden.
+
+    ``kwargs`` replace DeviceConfig fields, except ``conditions`` and ``decode_broadcast``.
+    """
     conditions = kwargs.pop("conditions", GOOD)
+    decoder = kwargs.pop("decode_broadcast", decode)
     config = DeviceConfig(device, "h0", (MODEL,), root, poll_interval_s=0.02, max_chunk_bytes=4096)
     config = replace(config, **kwargs)
-    dev = Device(config, bus, conditions=FixedConditions(conditions), clock=clock, seed=1)
+    dev = Device(
+        config,
+        bus,
+        conditions=FixedConditions(conditions),
+        clock=clock,
+        seed=1,
+        decode_broadcast=decoder,
+    )
     data = get_spec(MODEL).load_data()
     for i in range(60):
         dev.record_prediction(f"ex{i}", data.X[i], 0, model=MODEL)

@@ -12,7 +12,7 @@ import pytest
 
 from flbus.memory import MemoryPubSub
 from flsim.experiment import make_experiment
-from flsim.population import Population, SimClock, _conditions
+from flsim.population import Population, SimClock, _conditions, shared_decode
 from modelzoo import generate_artifacts
 from schemas import CheckIn, ModelUpdate, decode, encode
 from schemas.chunking import ChunkedReceiver
@@ -37,6 +37,40 @@ def test_nights_availability_docks_some_nights_not_days() -> None:
     docked = sum(provider.conditions(t).charging for t in nights)
     noon = [provider.conditions(t.replace(hour=12)).charging for t in nights]
     assert 4 <= docked <= 24 and not any(noon)
+
+
+async def test_population_devices_decode_a_plan_once_between_them(tmp_path: Path) -> None:
+    # Prepare: 2 hospitals x 3 devices on one bus, an empty decode cache.
+    shared_decode.cache_clear()
+    bus = MemoryPubSub()
+    await bus.start()
+    partitions = make_experiment(
+        [MODEL], hospitals=2, devices_per_hospital=3, alpha=0.5, seed=0
+    ).partitions
+    sub = await bus.subscribe([f"{MQTT_ROOT}/+/+/checkin"])
+    population = Population.from_partition(
+        partitions, lambda _: bus, tmp_path / "devices", seed=0, manage_buses=False,
+        poll_interval_s=0.02,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    job = asyncio.create_task(population.run(stop))
+    both = replace(plan(1), hospitals=("h0", "h1"), targets=(3, 3))
+    await bus.publish(plan_topic(MODEL), encode(both), retain=True)
+    # Execute: wait until every device checked in on that plan.
+    checked_in: set[str] = set()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 20
+    while len(checked_in) < 6 and loop.time() < end:
+        record = await sub.get(0.1)
+        if record is not None:
+            checked_in.add(decode(record.value).device_id)
+    stop.set()
+    await job
+    await bus.stop()
+    # Assert: six devices acted on the plan, decoded once and then served from the cache.
+    info = shared_decode.cache_info()
+    assert len(checked_in) == 6
+    assert (info.misses, info.hits) == (1, 5)
 
 
 async def test_population_devices_each_upload_their_shard_once(tmp_path: Path) -> None:

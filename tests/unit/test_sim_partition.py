@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from flsim.errors import PartitionSpecError, SimulationError
+from flsim.experiment import shuffled_split
 from flsim.partition import dirichlet_partition
 from flsim.partition_spec import parse_partition
+from modelzoo import Dataset
 
 pytestmark = pytest.mark.unit
 
@@ -124,3 +126,16 @@ def test_spec_errors_name_the_field(spec: object, field: str, words: str) -> Non
         parse_partition(spec, SIZES)  # type: ignore[arg-type]
     assert err.value.field == field
     assert words in str(err.value) and str(err.value).startswith(field)
+
+
+def test_shuffled_split_holds_out_the_fraction_and_loses_no_row() -> None:
+    # Prepare: a data set whose features name their row.
+    data = Dataset(np.arange(100, dtype=np.float32).reshape(100, 1), np.arange(100) % 2)
+    # Execute
+    train, test = shuffled_split(data, 0.25, np.random.default_rng(0))
+    # Assert: 75/25, every row once, labels still beside their features.
+    assert (len(train.y), len(test.y)) == (75, 25)
+    rows = np.concatenate([train.X[:, 0], test.X[:, 0]]).astype(int)
+    assert sorted(rows) == list(range(100))
+    np.testing.assert_array_equal(test.y, test.X[:, 0].astype(int) % 2)
+    assert list(rows) != list(range(100)), "the rows are shuffled"
