@@ -11,6 +11,7 @@ from onnx import numpy_helper
 
 from flbus.port import LogBus
 from flcore.server_opt import ServerOptState
+from flstore import ModelStore, VersionRecord
 from modelzoo import flatten, generate_artifacts, get_spec
 from modelzoo.artifacts import INFO_FILE
 from schemas import ArtifactBundle
@@ -19,7 +20,6 @@ from services.coordinator.coordinator import Coordinator, KafkaOutbox, load_init
 from services.coordinator.errors import ConfigError
 from services.coordinator.evaluation import Evaluator, onnx_model_bytes
 from services.coordinator.model_rounds import ModelRounds
-from services.coordinator.store import ModelStore, VersionRecord
 
 
 def artifact_bundle(model: str, artifacts_dir: Path, seed: int = 0) -> ArtifactBundle:

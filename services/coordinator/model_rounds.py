@@ -20,11 +20,11 @@ from flcore import rounds as core
 from flcore.admission import admission_probability
 from flcore.errors import EmptyAggregate, SizeMismatch
 from flcore.server_opt import ServerOptState
+from flstore import ModelStore, VersionRecord
 from modelzoo import ParamManifest
 from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors, TensorSpec
 from services.coordinator.config import RoundSettings
 from services.coordinator.evaluation import Evaluator, onnx_model_bytes
-from services.coordinator.store import ModelStore, VersionRecord
 
 log = structlog.get_logger("coordinator")
 

@@ -13,6 +13,7 @@ import pytest
 
 from flbus.memory import MemoryLog
 from flbus.port import LogSubscription
+from flstore import FileModelStore, MemoryModelStore
 from modelzoo import get_spec
 from schemas import (
     AuditEvent,
@@ -30,7 +31,6 @@ from services.coordinator.app import build
 from services.coordinator.config import CoordinatorConfig, RoundSettings
 from services.coordinator.coordinator import Coordinator
 from services.coordinator.evaluation import OnnxEvaluator
-from services.coordinator.store import FileModelStore, MemoryModelStore
 
 pytestmark = pytest.mark.unit
 
