@@ -49,6 +49,11 @@ class NextVersion:
         return BaseVersion(self.model, self.version, self.weights, self.server_state)
 
 
+def first_version(model: str, weights: np.ndarray, created_at_ms: int) -> NextVersion:
+    """Version 0 of ``model``: its initial weights, no parent, no round, a fresh optimizer."""
+    return NextVersion(model, 0, -1, 0, created_at_ms, weights, ServerOptState(), {}, 0, 0)
+
+
 def next_version(
     base: BaseVersion,
     partials: Sequence[PartialSum],

@@ -39,7 +39,7 @@ from services.coordinator.app import build as build_coordinator
 from services.coordinator.config import CoordinatorConfig, RoundSettings
 from services.coordinator.coordinator import Coordinator
 from services.coordinator.evaluation import OnnxEvaluator
-from services.coordinator.model_rounds import RoundSummary
+from services.coordinator.summary import RoundSummary
 from services.selector.app import build as build_selector
 from services.selector.config import EligibilityPolicy, SelectorConfig
 

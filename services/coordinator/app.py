@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
 from onnx import numpy_helper
 
 from flbus.port import LogBus
+from flcore.close import first_version
 from flcore.server_opt import ServerOptState
-from flstore import ModelStore, VersionRecord
+from flstore import ModelStore
 from modelzoo import flatten, generate_artifacts, get_spec
 from modelzoo.artifacts import INFO_FILE
 from schemas import ArtifactBundle
+from services.coordinator.closing import NotKept, keep_version
 from services.coordinator.config import CoordinatorConfig
 from services.coordinator.coordinator import Coordinator, KafkaOutbox, load_init_weights
 from services.coordinator.errors import ConfigError
-from services.coordinator.evaluation import Evaluator, onnx_model_bytes
+from services.coordinator.evaluation import Evaluator
 from services.coordinator.model_rounds import ModelRounds
 
 
@@ -62,8 +65,13 @@ def build(
     store: ModelStore,
     evaluator: Evaluator,
     clock: Callable[[], int],
+    executor: Executor | None = None,
 ) -> Coordinator:
-    """A ready-to-run coordinator; models resume from the latest stored version."""
+    """A ready-to-run coordinator; models resume from the latest stored version.
+
+    ``executor`` runs each close's export, evaluation and store writes off the
+    event loop (None: the loop's default executor).
+    """
     outbox = KafkaOutbox(bus, clock)
     models: dict[str, ModelRounds] = {}
     bundles: dict[str, ArtifactBundle] = {}
@@ -72,11 +80,12 @@ def build(
         bundles[name] = artifact_bundle(name, config.artifacts_dir)
         record = store.latest(name)
         if record is None:
-            weights = initial_weights(name, config)
-            onnx_model = onnx_model_bytes(name, weights)
-            metrics = evaluator.evaluate(name, onnx_model)
-            record = VersionRecord(name, 0, -1, 0, clock(), metrics, note="initial")
-            store.put(record, weights, onnx_model)
+            flat = flatten(initial_weights(name, config), manifest)
+            first = first_version(name, flat, clock())
+            kept = keep_version(first, manifest, store, evaluator, note="initial")
+            if isinstance(kept, NotKept):
+                raise kept.error
+            record = kept.record
         _, weights = store.get(name, record.version)
         saved = store.server_state(name, record.version)
         opt_state = ServerOptState.from_arrays(saved) if saved is not None else ServerOptState()
@@ -91,6 +100,7 @@ def build(
             rng=np.random.default_rng([config.seed, i]),
             artifact_digest=bundles[name].digest,
             population=config.population,
+            executor=executor,
             version=record.version,
             weights=flatten(weights, manifest),
             opt_state=opt_state,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flcore.close import BaseVersion, next_version
+from flcore.close import BaseVersion, first_version, next_version
 from flcore.errors import EmptyAggregate, SizeMismatch
 from flcore.master import PartialSum
 from flcore.server_opt import ServerOptState, make_server_optimizer
@@ -92,3 +92,10 @@ def test_close_step_refuses_nothing_and_names_a_misfit() -> None:
     with pytest.raises(SizeMismatch, match="h7"):
         next_version(_base(size=2), [_partial("h7", 1.0, 4, 0.5)], FEDAVG, round_id=1,
                      created_at_ms=0)  # fmt: skip
+
+
+def test_close_step_first_version_has_no_parent_and_a_fresh_optimizer() -> None:
+    first = first_version("digits_mlp", np.ones(3, np.float32), 5)
+
+    assert (first.version, first.parent_version, first.round_id) == (0, -1, 0)
+    assert first.server_state == ServerOptState() and dict(first.metrics) == {}
