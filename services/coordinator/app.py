@@ -8,7 +8,6 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
-from onnx import numpy_helper
 
 from flbus.port import LogBus
 from flcore.close import first_version
@@ -19,9 +18,9 @@ from modelzoo.artifacts import INFO_FILE
 from schemas import ArtifactBundle
 from services.coordinator.closing import NotKept, keep_version
 from services.coordinator.config import CoordinatorConfig
-from services.coordinator.coordinator import Coordinator, KafkaOutbox, load_init_weights
-from services.coordinator.errors import ConfigError
+from services.coordinator.coordinator import Coordinator, KafkaOutbox
 from services.coordinator.evaluation import Evaluator
+from services.coordinator.init_weights import initial_weights
 from services.coordinator.model_rounds import ModelRounds
 
 
@@ -33,30 +32,6 @@ def artifact_bundle(model: str, artifacts_dir: Path, seed: int = 0) -> ArtifactB
     files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
     digest = hashlib.sha256(files[INFO_FILE]).hexdigest()
     return ArtifactBundle.pack(model, digest, files)
-
-
-def initial_weights(model: str, config: CoordinatorConfig) -> dict[str, np.ndarray]:
-    """Version 0: ``--init-weights`` if given, else the zoo's seeded initialisation."""
-    spec = get_spec(model)
-    manifest = spec.param_manifest()
-    if model in config.init_weights:
-        weights = load_init_weights(config.init_weights[model])
-        missing = [e.name for e in manifest.entries if e.name not in weights]
-        if missing:
-            raise ConfigError(f"init_weights[{model}]: missing parameters {missing}")
-        for e in manifest.entries:
-            if tuple(weights[e.name].shape) != tuple(e.shape):
-                raise ConfigError(
-                    f"init_weights[{model}]: {e.name} has shape {weights[e.name].shape}, "
-                    f"the model needs {tuple(e.shape)}"
-                )
-        return {e.name: weights[e.name] for e in manifest.entries}
-    graph = spec.build(config.seed)
-    return {
-        i.name: numpy_helper.to_array(i)
-        for i in graph.graph.initializer
-        if i.name in manifest.names
-    }
 
 
 def build(

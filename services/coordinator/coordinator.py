@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import structlog
 
 from flbus.port import LogBus, LogSubscription, Record
@@ -189,9 +187,3 @@ class Coordinator:
                 reason=kind,
                 detail=str(e),
             )
-
-
-def load_init_weights(path: Path) -> dict[str, np.ndarray]:
-    """Initial parameters by name from an .npz file."""
-    with np.load(path) as data:
-        return {k: data[k].astype(np.float32) for k in data.files}
