@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,10 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def running_coordinator(
-    tmp_path: Path, store: ModelStore | None = None, evaluator: Evaluator | None = None
+    tmp_path: Path,
+    store: ModelStore | None = None,
+    evaluator: Evaluator | None = None,
+    executor: Executor | None = None,
 ) -> AsyncIterator[Harness]:
     """Build and run a coordinator (rounds forever, 10 s deadline); stop it on exit."""
     bus, clock = MemoryLog(), FakeClock()
@@ -119,7 +123,7 @@ async def running_coordinator(
     )
     if evaluator is None:
         evaluator = OnnxEvaluator({MODEL: get_spec(MODEL).load_data()})
-    coordinator = build(config, bus, store, evaluator, clock)
+    coordinator = build(config, bus, store, evaluator, clock, executor)
     plans = await bus.subscribe([topics.KAFKA_ROUND_PLANS])
     versions = await bus.subscribe([topics.KAFKA_MODEL_VERSIONS])
     stop = asyncio.Event()
@@ -128,5 +132,7 @@ async def running_coordinator(
         yield Harness(bus, clock, coordinator, store, plans, versions)
     finally:
         stop.set()
-        await task
-        await bus.stop()
+        try:
+            await task  # re-raises what ended the coordinator
+        finally:
+            await bus.stop()

@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
+from flbus.errors import PublishError
 from flcore.rounds import Phase
 from flstore import MemoryModelStore, StorageFailed, VersionRecord
 from modelzoo import get_spec
-from schemas import RoundPlan, topics
+from schemas import ModelVersion, RoundPlan, topics
 from services.coordinator.evaluation import OnnxEvaluator
 from tests.support.coordinator import MODEL, Harness, running_coordinator
 
@@ -79,7 +81,8 @@ async def test_coordinator_serves_on_while_a_version_is_kept(tmp_path: Path, slo
         evaluator = GatedEvaluator(gate)
     else:
         store = GatedStore(gate)
-    async with running_coordinator(tmp_path, store=store, evaluator=evaluator) as h:
+    keeper = ThreadPoolExecutor(1, thread_name_prefix="keeper")
+    async with running_coordinator(tmp_path, store, evaluator, keeper) as h:
         await h.next_version()
         plan = await h.next_plan("selecting")
         gate.hold = True
@@ -101,7 +104,8 @@ async def test_coordinator_serves_on_while_a_version_is_kept(tmp_path: Path, slo
         done = await h.next_plan("done")
         nxt = await h.next_plan("selecting")
     assert (v1.version, done.round_id, nxt.round_id, nxt.base_version) == (1, 1, 2, 1)
-    assert gate.threads[-1] != threading.current_thread().name  # kept in a worker thread
+    assert gate.threads[-1].startswith("keeper")  # kept in the executor the root was given
+    keeper.shutdown()
     assert [r.version for r in store.versions(MODEL)] == [0, 1]
 
 
@@ -135,3 +139,27 @@ async def test_coordinator_abandons_a_round_whose_version_cannot_be_kept(
     failed = [e for e in logs if e["event"] == "round.close_failed"]
     assert len(failed) == 1 and failed[0]["stage"] == stage and failed[0]["round"] == 1
     assert failed[0]["log_level"] == "error"
+
+
+async def test_coordinator_stops_with_the_round_done_when_a_kept_version_cannot_be_announced(
+    tmp_path: Path,
+) -> None:
+    async def refuse(version: ModelVersion) -> None:
+        raise PublishError("broker gone")
+
+    with pytest.raises(PublishError, match="broker gone"):
+        async with running_coordinator(tmp_path) as h:
+            await h.next_version()
+            plan = await h.next_plan("selecting")
+            h.rounds.outbox.version = refuse  # type: ignore[method-assign]
+
+            await _report_both(h, plan)
+            async with asyncio.timeout(5):
+                while not h.rounds.history:
+                    await asyncio.sleep(0.01)
+
+    # The failure ended the coordinator (above); the version is stored, so the round
+    # is done, and a restarted coordinator announces version 1.
+    assert h.rounds.state is not None and h.rounds.state.phase is Phase.DONE
+    assert [r.version for r in h.store.versions(MODEL)] == [0, 1]
+    assert [s.outcome for s in h.rounds.history] == ["done"]
