@@ -3,7 +3,8 @@
 Modules: aggregation (streaming FedAvg), server_opt (FedAvg/FedAdagrad/FedAdam/
 FedYogi), validation + rejection (typed update checks), tokens (signed admission),
 admission (stateless selection, pace steering), rounds + round_types (coordinator
-round state machine), hospital_round (when an aggregator publishes), privacy
+round state machine), master + close (a closed round's partials become the next
+version record), hospital_round (when an aggregator publishes), privacy
 (clipping, Gaussian noise), partition + partition_spec (data splits), manifest
 (flat vector <-> named arrays), errors (exception hierarchy).
 """

@@ -27,6 +27,7 @@ class PartialSum:
     weighted_sum: np.ndarray  # sum of num_examples * delta, flat
     num_examples: int
     num_updates: int
+    loss_sum: float = 0.0  # sum of num_examples * final local training loss
 
 
 @dataclass(frozen=True, slots=True)

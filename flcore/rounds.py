@@ -6,11 +6,13 @@ Phases::
     selecting|training ──(all hospitals reported, quorum met)──> closing ──(RoundCommitted)──> done
     selecting|training ──(deadline + grace, quorum met)──> closing
     selecting|training ──(deadline + grace or all reported, no quorum | Abort)──> abandoned
+    closing ──(Abort: the new version could not be made, scored or stored)──> abandoned
 
 ``advance(state, event)`` is pure: it returns the next immutable ``RoundState``
 and the decisions the coordinator must carry out (stop admitting, combine
 these partials, abandon with this reason). Nothing waits forever: the first
-``Tick`` at or after ``deadline_ms + close_grace_ms`` ends the round either way.
+``Tick`` at or after ``deadline_ms + close_grace_ms`` ends the round either way,
+and a closing round ends with ``RoundCommitted`` or ``AbortRound``.
 Events for another round, late or duplicate partials become ``Ignored``
 decisions so the shell can log them.
 """
@@ -76,6 +78,10 @@ def advance(state: RoundState, event: Event) -> Step:
         if state.phase is not Phase.CLOSING:
             return state, (Ignored(event, f"commit while {state.phase}"),)
         return replace(state, phase=Phase.DONE, new_version=event.new_version), ()
+    if isinstance(event, AbortRound) and state.phase is Phase.CLOSING:
+        return replace(state, phase=Phase.ABANDONED, outcome=event.reason), (
+            AbandonRound(round_id, event.reason),
+        )
     if not state.is_open:
         return state, (Ignored(event, f"round is {state.phase}"),)
     if isinstance(event, AbortRound):

@@ -30,6 +30,7 @@ from flctl.report import build_report, busy_seconds, round_row
 from flsim.errors import ExperimentError
 from flsim.experiment import make_experiment
 from flsim.population import Population
+from flstore import FileModelStore, MemoryModelStore, ModelStore
 from modelzoo import get_spec
 from modelzoo.ort_compat import quiet_native_warnings
 from services.aggregator.app import build as build_aggregator
@@ -38,8 +39,7 @@ from services.coordinator.app import build as build_coordinator
 from services.coordinator.config import CoordinatorConfig, RoundSettings
 from services.coordinator.coordinator import Coordinator
 from services.coordinator.evaluation import OnnxEvaluator
-from services.coordinator.model_rounds import RoundSummary
-from services.coordinator.store import FileModelStore, MemoryModelStore, ModelStore
+from services.coordinator.summary import RoundSummary
 from services.selector.app import build as build_selector
 from services.selector.config import EligibilityPolicy, SelectorConfig
 

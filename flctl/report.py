@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from services.coordinator.model_rounds import RoundSummary
+from services.coordinator.summary import RoundSummary
 
 
 def busy_seconds(spans: Iterable[tuple[int, int]], start_ms: int, end_ms: int) -> float:

@@ -57,6 +57,10 @@ class ParamManifest:
         """Length of the flat vector."""
         return sum(e.size for e in self.entries)
 
+    def describe(self) -> str:
+        """Names and shapes in words, e.g. ``fc1.weight [64, 32], fc1.bias [32]``."""
+        return ", ".join(f"{e.name} {list(e.shape)}" for e in self.entries)
+
     def to_list(self) -> list[list[object]]:
         """JSON-friendly form: [[name, [dims...]], ...]."""
         return [[e.name, list(e.shape)] for e in self.entries]

@@ -191,8 +191,8 @@ async def _serve(
     stop: asyncio.Event,
 ) -> None:
     from flbus.kafka import KafkaBus
+    from flstore import FileModelStore
     from services.coordinator.app import build
-    from services.coordinator.store import FileModelStore
 
     async with KafkaBus(args.kafka_bootstrap, client_id="coordinator") as bus:
         coordinator = build(

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
-from onnx import numpy_helper
 
 from flbus.port import LogBus
+from flcore.close import first_version
 from flcore.server_opt import ServerOptState
+from flstore import ModelStore
 from modelzoo import flatten, generate_artifacts, get_spec
 from modelzoo.artifacts import INFO_FILE
 from schemas import ArtifactBundle
+from services.coordinator.closing import NotKept, keep_version
 from services.coordinator.config import CoordinatorConfig
-from services.coordinator.coordinator import Coordinator, KafkaOutbox, load_init_weights
-from services.coordinator.errors import ConfigError
-from services.coordinator.evaluation import Evaluator, onnx_model_bytes
+from services.coordinator.coordinator import Coordinator, KafkaOutbox
+from services.coordinator.evaluation import Evaluator
+from services.coordinator.init_weights import initial_weights
 from services.coordinator.model_rounds import ModelRounds
-from services.coordinator.store import ModelStore, VersionRecord
 
 
 def artifact_bundle(model: str, artifacts_dir: Path, seed: int = 0) -> ArtifactBundle:
@@ -32,38 +34,19 @@ def artifact_bundle(model: str, artifacts_dir: Path, seed: int = 0) -> ArtifactB
     return ArtifactBundle.pack(model, digest, files)
 
 
-def initial_weights(model: str, config: CoordinatorConfig) -> dict[str, np.ndarray]:
-    """Version 0: ``--init-weights`` if given, else the zoo's seeded initialisation."""
-    spec = get_spec(model)
-    manifest = spec.param_manifest()
-    if model in config.init_weights:
-        weights = load_init_weights(config.init_weights[model])
-        missing = [e.name for e in manifest.entries if e.name not in weights]
-        if missing:
-            raise ConfigError(f"init_weights[{model}]: missing parameters {missing}")
-        for e in manifest.entries:
-            if tuple(weights[e.name].shape) != tuple(e.shape):
-                raise ConfigError(
-                    f"init_weights[{model}]: {e.name} has shape {weights[e.name].shape}, "
-                    f"the model needs {tuple(e.shape)}"
-                )
-        return {e.name: weights[e.name] for e in manifest.entries}
-    graph = spec.build(config.seed)
-    return {
-        i.name: numpy_helper.to_array(i)
-        for i in graph.graph.initializer
-        if i.name in manifest.names
-    }
-
-
 def build(
     config: CoordinatorConfig,
     bus: LogBus,
     store: ModelStore,
     evaluator: Evaluator,
     clock: Callable[[], int],
+    executor: Executor | None = None,
 ) -> Coordinator:
-    """A ready-to-run coordinator; models resume from the latest stored version."""
+    """A ready-to-run coordinator; models resume from the latest stored version.
+
+    ``executor`` runs each close's export, evaluation and store writes off the
+    event loop (None: the loop's default executor).
+    """
     outbox = KafkaOutbox(bus, clock)
     models: dict[str, ModelRounds] = {}
     bundles: dict[str, ArtifactBundle] = {}
@@ -72,11 +55,12 @@ def build(
         bundles[name] = artifact_bundle(name, config.artifacts_dir)
         record = store.latest(name)
         if record is None:
-            weights = initial_weights(name, config)
-            onnx_model = onnx_model_bytes(name, weights)
-            metrics = evaluator.evaluate(name, onnx_model)
-            record = VersionRecord(name, 0, -1, 0, clock(), metrics, note="initial")
-            store.put(record, weights, onnx_model)
+            flat = flatten(initial_weights(name, config), manifest)
+            first = first_version(name, flat, clock())
+            kept = keep_version(first, manifest, store, evaluator, note="initial")
+            if isinstance(kept, NotKept):
+                raise kept.error
+            record = kept.record
         _, weights = store.get(name, record.version)
         saved = store.server_state(name, record.version)
         opt_state = ServerOptState.from_arrays(saved) if saved is not None else ServerOptState()
@@ -91,6 +75,7 @@ def build(
             rng=np.random.default_rng([config.seed, i]),
             artifact_digest=bundles[name].digest,
             population=config.population,
+            executor=executor,
             version=record.version,
             weights=flatten(weights, manifest),
             opt_state=opt_state,

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import structlog
 
 from flbus.port import LogBus, LogSubscription, Record
@@ -111,12 +109,11 @@ class Coordinator:
         sub = await self.bus.subscribe(list(TOPICS_READ), start="earliest")
         for tp, end in (await sub.end_offsets()).items():
             await sub.seek(tp, end)  # only what happens from now on
-        now = self.clock()
         for name, rounds in self.models.items():
             await self.outbox.artifacts(self.bundles[name])
             record = rounds.store.latest(name)
             assert record is not None
-            await self.outbox.version(rounds.version_message(now, record))
+            await self.outbox.version(rounds.version_message(record))
         return sub
 
     async def _resume_round_ids(self) -> None:
@@ -155,6 +152,8 @@ class Coordinator:
                     self.finished.set()
         finally:
             await sub.close()
+            for rounds in self.models.values():
+                await rounds.settle()  # a version being stored is finished, not torn
 
     async def handle(self, record: Record, now_ms: int) -> None:
         """Dispatch one record; a bad one is logged and counted, never fatal."""
@@ -188,9 +187,3 @@ class Coordinator:
                 reason=kind,
                 detail=str(e),
             )
-
-
-def load_init_weights(path: Path) -> dict[str, np.ndarray]:
-    """Initial parameters by name from an .npz file."""
-    with np.load(path) as data:
-        return {k: data[k].astype(np.float32) for k in data.files}

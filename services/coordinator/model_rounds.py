@@ -1,14 +1,19 @@
 """One model's rounds on the coordinator: the shell around ``flcore.rounds``.
 
 It feeds events (admissions, partials, ticks) to the pure state machine and
-carries out its decisions: publish a plan, combine partials into the next
-version, abandon with a reason, open the next round.
+carries out its decisions: publish a plan, make the next version
+(``flcore.close``), abandon with a reason, open the next round. Exporting,
+scoring and storing a version block, so they run in a worker thread
+(``closing.keep_version``) while the loop goes on; the round stays closing
+until its version is stored, and is abandoned if that fails.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
+import functools
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,14 +22,17 @@ import structlog
 
 from flcore import master
 from flcore import rounds as core
-from flcore.admission import admission_probability
+from flcore.close import BaseVersion, NextVersion, next_version
 from flcore.errors import EmptyAggregate, SizeMismatch
 from flcore.server_opt import ServerOptState
+from flstore import ModelStore, VersionRecord
 from modelzoo import ParamManifest
-from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors, TensorSpec
+from schemas import ModelVersion, PartialAggregate, RoundPlan
+from services.coordinator import plans
+from services.coordinator.closing import NotKept, keep_version
 from services.coordinator.config import RoundSettings
-from services.coordinator.evaluation import Evaluator, onnx_model_bytes
-from services.coordinator.store import ModelStore, VersionRecord
+from services.coordinator.evaluation import Evaluator
+from services.coordinator.summary import RoundSummary
 
 log = structlog.get_logger("coordinator")
 
@@ -43,33 +51,6 @@ class Outbox(Protocol):
 
 
 @dataclass
-class RoundSummary:
-    """What happened in one round, for progress displays and reports."""
-
-    model: str
-    round_id: int
-    base_version: int
-    outcome: str = "open"  # open, done, abandoned
-    reason: str = ""
-    new_version: int | None = None
-    opened_at_ms: int = 0
-    closed_at_ms: int = 0
-    goals: dict[str, int] = field(default_factory=dict)
-    admitted: dict[str, int] = field(default_factory=dict)
-    reported: dict[str, int] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)
-    examples: int = 0
-    train_seconds: float = 0.0
-    train_loss: float = float("nan")
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def wall_seconds(self) -> float:
-        """Seconds from opening to closing."""
-        return max(0, self.closed_at_ms - self.opened_at_ms) / 1000
-
-
-@dataclass
 class ModelRounds:
     """Round lifecycle, master aggregation and registry updates of one model."""
 
@@ -83,6 +64,7 @@ class ModelRounds:
     rng: np.random.Generator
     artifact_digest: str
     population: Mapping[str, int] = field(default_factory=dict)
+    executor: Executor | None = None  # where closes export, score and store (None: the loop's)
     version: int = 0
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     opt_state: ServerOptState = field(default_factory=ServerOptState)
@@ -91,6 +73,8 @@ class ModelRounds:
     rounds_run: int = 0
     summary: RoundSummary | None = None
     history: list[RoundSummary] = field(default_factory=list)
+    close_failures: dict[str, int] = field(default_factory=dict)  # by stage
+    _closing: asyncio.Task[None] | None = None
     _partials: dict[str, PartialAggregate] = field(default_factory=dict)
     _seen_checkins: dict[str, set[str]] = field(default_factory=dict)
     _admitted: set[tuple[str, str]] = field(default_factory=set)
@@ -103,27 +87,9 @@ class ModelRounds:
         """True once the configured number of rounds has run."""
         return self.settings.rounds > 0 and self.rounds_run >= self.settings.rounds
 
-    def named_weights(self) -> dict[str, np.ndarray]:
-        """Current weights by parameter name."""
-        return dict(Tensors(self._specs(), self.weights).to_dict())
-
-    def _specs(self) -> tuple[TensorSpec, ...]:
-        return tuple(TensorSpec(e.name, tuple(e.shape)) for e in self.manifest.entries)
-
-    def version_message(self, now_ms: int, record: VersionRecord) -> ModelVersion:
-        """The current version as the wire message."""
-        names = tuple(sorted(record.metrics))
-        return ModelVersion(
-            model=self.model,
-            version=record.version,
-            parent_version=record.parent_version,
-            round_id=record.round_id,
-            created_at_ms=record.created_at_ms,
-            metric_names=names,
-            metric_values=tuple(float(record.metrics[n]) for n in names),
-            artifact_digest=self.artifact_digest,
-            tensors=Tensors(self._specs(), self.weights),
-        )
+    def version_message(self, record: VersionRecord) -> ModelVersion:
+        """The current version (``record`` and the current weights) as the wire message."""
+        return plans.version_message(record, self.weights, self.manifest, self.artifact_digest)
 
     def reported_hospitals(self) -> tuple[str, ...]:
         """Hospitals whose partial for the open round has arrived."""
@@ -135,38 +101,18 @@ class ModelRounds:
 
     # -- opening ------------------------------------------------------------
 
-    def _goals(self) -> tuple[dict[str, int], float]:
-        expected: dict[str, int] = {}
-        for h in self.hospitals:
-            seen = len(self._seen_checkins.get(h, ()))
-            expected[h] = max(self.population.get(h, 0), seen)
-        goals = {h: max(1, math.ceil(self.settings.fraction * n)) for h, n in expected.items()}
-        total_expected = sum(expected.values())
-        if total_expected == 0:
-            return goals, 1.0
-        wanted = sum(math.ceil(g * self.settings.over_selection) for g in goals.values())
-        return goals, admission_probability(wanted, total_expected, over_selection=1.0)
-
     async def open_round(self, now_ms: int) -> None:
         """Open the next round: publish its plan."""
-        s = self.settings
-        goals, probability = self._goals()
+        expected = {
+            h: max(self.population.get(h, 0), len(self._seen_checkins.get(h, ())))
+            for h in self.hospitals
+        }
+        goals, probability = plans.round_goals(expected, self.settings)
         self._seen_checkins.clear()
         round_id = self.next_round_id
         self.next_round_id += 1
-        plan = core.RoundTerms(
-            model=self.model,
-            round_id=round_id,
-            base_version=self.version,
-            goals=goals,
-            selection_deadline_ms=now_ms + s.selection_window_ms,
-            deadline_ms=now_ms + s.round_timeout_ms,
-            close_grace_ms=s.close_grace_ms,
-            over_selection=s.over_selection,
-            min_hospital_fraction=s.min_hospital_fraction,
-            min_update_fraction=s.min_update_fraction,
-        )
-        self.state = core.open_round(plan)
+        terms = plans.round_terms(self.model, round_id, self.version, goals, self.settings, now_ms)
+        self.state = core.open_round(terms)
         self._partials.clear()
         self._admitted.clear()
         self.summary = RoundSummary(
@@ -186,28 +132,9 @@ class ModelRounds:
         self, state: str, probability: float, now_ms: int, reason: str = ""
     ) -> RoundPlan:
         assert self.state is not None
-        p, s = self.state.plan, self.settings
-        hospitals = tuple(sorted(p.goals))
-        return RoundPlan(
-            model=self.model,
-            round_id=p.round_id,
-            base_version=p.base_version,
-            state=state,
-            local_epochs=s.local_epochs,
-            max_steps=s.max_steps,
-            batch_size=s.batch_size,
-            learning_rate=s.learning_rate,
-            clip_norm=s.clip_norm,
-            noise_multiplier=s.noise_multiplier,
-            hospitals=hospitals,
-            targets=tuple(p.goals[h] for h in hospitals),
-            admission_probability=probability,
-            over_selection=p.over_selection,
-            min_fraction=p.min_update_fraction,
-            opened_at_ms=self.summary.opened_at_ms if self.summary else now_ms,
-            deadline_ms=p.deadline_ms,
-            reason=reason,
-        )
+        opened_at_ms = self.summary.opened_at_ms if self.summary else now_ms
+        terms, settings = self.state.plan, self.settings
+        return plans.wire_plan(terms, settings, state, probability, opened_at_ms, reason)
 
     # -- events -------------------------------------------------------------
 
@@ -232,7 +159,7 @@ class ModelRounds:
                 reason="not the open round",
             )
             return
-        if partial.hospital_id not in self._partials:
+        if self.state.is_open and partial.hospital_id not in self._partials:
             self._partials[partial.hospital_id] = partial
         event = core.PartialReceived(
             partial.round_id, partial.hospital_id, partial.num_updates, float(partial.num_examples)
@@ -241,6 +168,7 @@ class ModelRounds:
 
     async def on_tick(self, now_ms: int) -> None:
         """Let deadlines pass; open the next round when none is open."""
+        self._reap()
         if self.state is None or not self.state.is_open:
             if not self.finished and (
                 self.state is None or self.state.phase in (core.Phase.DONE, core.Phase.ABANDONED)
@@ -271,20 +199,42 @@ class ModelRounds:
 
     # -- closing ------------------------------------------------------------
 
+    @property
+    def closing(self) -> bool:
+        """True while a closed round's version is being exported, scored and stored."""
+        return self._closing is not None and not self._closing.done()
+
+    async def settle(self) -> None:
+        """Wait for a close in flight; re-raise what it could not handle (a bus failure)."""
+        if self._closing is not None:
+            await asyncio.wait([self._closing])
+        self._reap()
+
+    def _reap(self) -> None:
+        task = self._closing
+        if task is not None and task.done():
+            self._closing = None
+            task.result()
+
     async def _close(self, decision: core.CloseRound, now_ms: int) -> None:
         reporting = [
             self._partials[p.hospital] for p in decision.partials if p.hospital in self._partials
         ]
+        partials = [
+            master.PartialSum(
+                p.hospital_id, p.tensors.flat, p.num_examples, p.num_updates, p.loss_sum
+            )
+            for p in reporting
+        ]
+        base = BaseVersion(self.model, self.version, self.weights, self.opt_state)
         s = self.settings
         try:
-            result = master.combine(
-                [
-                    master.PartialSum(p.hospital_id, p.tensors.flat, p.num_examples, p.num_updates)
-                    for p in reporting
-                ],
-                self.weights,
+            nxt = next_version(
+                base,
+                partials,
                 self._optimizer,
-                self.opt_state,
+                round_id=decision.round_id,
+                created_at_ms=now_ms,
                 noise_multiplier=s.noise_multiplier,
                 clip_norm=s.clip_norm,
                 rng=self.rng,
@@ -292,36 +242,49 @@ class ModelRounds:
         except (EmptyAggregate, SizeMismatch) as e:
             await self._abandon(str(e), now_ms)
             return
-        new_weights, self.opt_state, examples = result.weights, result.state, result.num_examples
-        assert self.state is not None and self.summary is not None
-        parent, self.version, self.weights = self.version, self.version + 1, new_weights
-        named = self.named_weights()
-        onnx_model = onnx_model_bytes(self.model, named)
-        metrics = self.evaluator.evaluate(self.model, onnx_model)
-        loss_sum = sum(p.loss_sum for p in reporting if p.num_updates > 0)
-        metrics["train_loss"] = loss_sum / examples
-        record = VersionRecord(
-            self.model, self.version, parent, self.state.plan.round_id, now_ms, metrics
+        # Export, scoring and storing take a while: they run in a worker thread while
+        # the loop goes on, and the round stays closing until the version is stored.
+        self._closing = asyncio.create_task(
+            self._keep(nxt, decision.reason, now_ms), name=f"close-{self.model}-r{nxt.round_id}"
         )
-        self.store.put(record, named, onnx_model)
-        # A restarted coordinator resumes FedAdam/FedYogi moments instead of resetting them.
-        self.store.put_server_state(self.model, self.version, self.opt_state.to_arrays())
-        await self.outbox.version(self.version_message(now_ms, record))
-        self.state, _ = core.advance(self.state, core.RoundCommitted(record.round_id, self.version))
-        await self.outbox.plan(self._wire_plan("done", 0.0, now_ms, decision.reason))
-        summary = self.summary
-        summary.outcome, summary.reason, summary.new_version = "done", decision.reason, self.version
-        summary.examples, summary.metrics = examples, metrics
-        summary.train_loss = metrics["train_loss"]
-        self._finish(summary, now_ms)
+
+    async def _keep(self, nxt: NextVersion, reason: str, now_ms: int) -> None:
+        keep = functools.partial(keep_version, nxt, self.manifest, self.store, self.evaluator)
+        kept = await asyncio.get_running_loop().run_in_executor(self.executor, keep)
+        if isinstance(kept, NotKept):
+            self.close_failures[kept.stage] = self.close_failures.get(kept.stage, 0) + 1
+            log.error(
+                "round.close_failed",
+                model=self.model,
+                round=nxt.round_id,
+                version=nxt.version,
+                stage=kept.stage,
+                error=repr(kept.error),
+                exc_info=kept.error,
+            )
+            await self._abandon(kept.reason, now_ms)
+            return
+        record = kept.record
+        self.version, self.weights, self.opt_state = nxt.version, nxt.weights, nxt.server_state
+        assert self.state is not None and self.summary is not None
+        try:
+            await self.outbox.version(self.version_message(record))
+            await self.outbox.plan(self._wire_plan("done", 0.0, now_ms, reason))
+        finally:  # the version is stored: the round is done even if announcing it failed
+            self.state, _ = core.advance(self.state, core.RoundCommitted(nxt.round_id, nxt.version))
+            summary = self.summary
+            summary.outcome, summary.reason, summary.new_version = "done", reason, nxt.version
+            summary.examples, summary.metrics = nxt.num_examples, record.metrics
+            summary.train_loss = record.metrics["train_loss"]
+            self._finish(summary, now_ms)
         log.info(
             "round.closed",
             model=self.model,
             round=record.round_id,
-            version=self.version,
-            reason=decision.reason,
-            examples=examples,
-            **{k: round(v, 4) for k, v in metrics.items()},
+            version=record.version,
+            reason=reason,
+            examples=nxt.num_examples,
+            **{k: round(v, 4) for k, v in record.metrics.items()},
         )
 
     async def _abandon(self, reason: str, now_ms: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,10 @@ import onnxruntime as ort
 import pytest
 
 from flbus.memory import MemoryLog
-from flbus.port import LogSubscription
+from flstore import FileModelStore
 from modelzoo import get_spec
 from schemas import (
     AuditEvent,
-    ModelVersion,
     PartialAggregate,
     RoundPlan,
     Tensors,
@@ -24,105 +22,21 @@ from schemas import (
     encode,
     topics,
 )
-from schemas.chunking import ChunkedReceiver
 from services.common.streams import publish_log_chunked
 from services.coordinator.app import build
 from services.coordinator.config import CoordinatorConfig, RoundSettings
 from services.coordinator.coordinator import Coordinator
 from services.coordinator.evaluation import OnnxEvaluator
-from services.coordinator.store import FileModelStore, MemoryModelStore
+from services.coordinator.plans import tensor_specs
+from tests.support.coordinator import MODEL, FakeClock, Harness, running_coordinator
 
 pytestmark = pytest.mark.unit
-
-MODEL = "breast_cancer"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@dataclass
-class Harness:
-    bus: MemoryLog
-    clock: FakeClock
-    coordinator: Coordinator
-    store: MemoryModelStore
-    plans: LogSubscription
-    versions: LogSubscription
-    task: asyncio.Task[None]
-
-    async def next_plan(self, state: str | None = None) -> RoundPlan:
-        while True:
-            record = await self.plans.get(5)
-            assert record is not None, "no round plan published"
-            plan = decode(record.value, RoundPlan)
-            if state is None or plan.state == state:
-                return plan
-
-    async def next_version(self) -> ModelVersion:
-        rx = ChunkedReceiver()
-        while True:
-            record = await self.versions.get(5)
-            assert record is not None, "no model version published"
-            msg = rx.add(record.value, 0)
-            if msg is not None:
-                return msg
-
-    async def partial(
-        self, plan: RoundPlan, hospital: str, delta: np.ndarray, n: int, updates: int = 2
-    ) -> None:
-        v0 = self.coordinator.models[MODEL]
-        specs = v0._specs()
-        msg = PartialAggregate(
-            MODEL,
-            plan.round_id,
-            plan.base_version,
-            hospital,
-            updates,
-            n,
-            0.5 * n,
-            1.0,
-            0,
-            Tensors(specs, (delta * n).astype(np.float32)),
-        )
-        await publish_log_chunked(
-            self.bus,
-            topics.KAFKA_PARTIALS,
-            msg,
-            stream_id=f"{MODEL}/r{plan.round_id}/{hospital}",
-            key=MODEL.encode(),
-        )
 
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    bus, clock, store = MemoryLog(), FakeClock(), MemoryModelStore()
-    await bus.start()
-    settings = RoundSettings(
-        rounds=0, round_timeout_ms=10_000, selection_window_ms=1_000, close_grace_ms=500
-    )
-    config = CoordinatorConfig(
-        (MODEL,),
-        ("h0", "h1"),
-        settings,
-        {"h0": 4, "h1": 4},
-        artifacts_dir=tmp_path / "artifacts",
-        tick_ms=5,
-    )
-    data = get_spec(MODEL).load_data()
-    coordinator = build(config, bus, store, OnnxEvaluator({MODEL: data}), clock)
-    plans = await bus.subscribe([topics.KAFKA_ROUND_PLANS])
-    versions = await bus.subscribe([topics.KAFKA_MODEL_VERSIONS])
-    stop = asyncio.Event()
-    task = asyncio.create_task(coordinator.run(stop))
-    yield Harness(bus, clock, coordinator, store, plans, versions, task)
-    stop.set()
-    await task
-    await bus.stop()
+    async with running_coordinator(tmp_path) as h:
+        yield h
 
 
 async def test_coordinator_announces_version_zero_and_opens_round(harness: Harness) -> None:
@@ -237,8 +151,8 @@ async def test_restarted_coordinator_resumes_version_round_and_optimizer(tmp_pat
             plan = decode(record.value, RoundPlan)
             if plan.state == "selecting":
                 break
-        size = coordinator.models[MODEL].weights.size
-        tensors = Tensors(coordinator.models[MODEL]._specs(), np.full(size, 10.0, np.float32))
+        rounds = coordinator.models[MODEL]
+        tensors = Tensors(tensor_specs(rounds.manifest), np.full(rounds.weights.size, 10.0, "f4"))
         partial = PartialAggregate(
             MODEL, plan.round_id, plan.base_version, "h0", 2, 10, 5.0, 1.0, 0, tensors
         )

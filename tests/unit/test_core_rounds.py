@@ -142,6 +142,19 @@ def test_abort_abandons_open_round() -> None:
     assert out == [StopSelecting(1, "round ended"), AbandonRound(1, "operator")]
 
 
+def test_abort_abandons_closing_round_without_a_version() -> None:
+    closing, _ = _run(open_round(PLAN), *(PartialReceived(1, h, 10, 1.0) for h in PLAN.goals))
+    assert closing.phase is Phase.CLOSING
+
+    state, out = _run(closing, AbortRound(1, "evaluate failed: boom"))
+
+    assert state.phase is Phase.ABANDONED and state.new_version is None
+    assert state.outcome == "evaluate failed: boom"
+    assert out == [AbandonRound(1, "evaluate failed: boom")]
+    again, out = _run(state, RoundCommitted(1, 1), AbortRound(1, "twice"))
+    assert again == state and all(isinstance(d, Ignored) for d in out)
+
+
 def test_terminal_states_ignore_ticks() -> None:
     state, _ = _run(open_round(PLAN), Tick(100_000))
     assert state.phase is Phase.ABANDONED

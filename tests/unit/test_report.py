@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flctl.report import build_report, busy_seconds, summary_table, write_outputs
-from services.coordinator.model_rounds import RoundSummary
+from services.coordinator.summary import RoundSummary
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,138 @@
+"""A coordinator running on the in-memory log, with a hand-set clock: what its tests drive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flbus.memory import MemoryLog
+from flbus.port import LogSubscription
+from flstore import MemoryModelStore, ModelStore
+from modelzoo import get_spec
+from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors, decode, topics
+from schemas.chunking import ChunkedReceiver
+from services.common.streams import publish_log_chunked
+from services.coordinator.app import build
+from services.coordinator.config import CoordinatorConfig, RoundSettings
+from services.coordinator.coordinator import Coordinator
+from services.coordinator.evaluation import Evaluator, OnnxEvaluator
+from services.coordinator.model_rounds import ModelRounds
+from services.coordinator.plans import tensor_specs
+
+MODEL = "breast_cancer"
+
+
+class FakeClock:
+    """Milliseconds that move only when a test sets ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@dataclass
+class Harness:
+    """A running coordinator of ``MODEL`` for hospitals h0 and h1, and its output topics."""
+
+    bus: MemoryLog
+    clock: FakeClock
+    coordinator: Coordinator
+    store: ModelStore
+    plans: LogSubscription
+    versions: LogSubscription
+
+    @property
+    def rounds(self) -> ModelRounds:
+        """The model's round lifecycle."""
+        return self.coordinator.models[MODEL]
+
+    async def next_plan(self, state: str | None = None) -> RoundPlan:
+        """The next published plan (in ``state``, skipping others)."""
+        while True:
+            record = await self.plans.get(5)
+            assert record is not None, "no round plan published"
+            plan = decode(record.value, RoundPlan)
+            if state is None or plan.state == state:
+                return plan
+
+    async def next_version(self) -> ModelVersion:
+        """The next announced model version."""
+        rx = ChunkedReceiver()
+        while True:
+            record = await self.versions.get(5)
+            assert record is not None, "no model version published"
+            msg = rx.add(record.value, 0)
+            if msg is not None:
+                return msg
+
+    async def partial(
+        self, plan: RoundPlan, hospital: str, delta: np.ndarray, n: int, updates: int = 2
+    ) -> None:
+        """Publish ``hospital``'s partial: ``n`` examples that all moved by ``delta``."""
+        specs = tensor_specs(self.rounds.manifest)
+        msg = PartialAggregate(
+            MODEL,
+            plan.round_id,
+            plan.base_version,
+            hospital,
+            updates,
+            n,
+            0.5 * n,
+            1.0,
+            0,
+            Tensors(specs, (delta * n).astype(np.float32)),
+        )
+        await publish_log_chunked(
+            self.bus,
+            topics.KAFKA_PARTIALS,
+            msg,
+            stream_id=f"{MODEL}/r{plan.round_id}/{hospital}",
+            key=MODEL.encode(),
+        )
+
+
+@contextlib.asynccontextmanager
+async def running_coordinator(
+    tmp_path: Path,
+    store: ModelStore | None = None,
+    evaluator: Evaluator | None = None,
+    executor: Executor | None = None,
+) -> AsyncIterator[Harness]:
+    """Build and run a coordinator (rounds forever, 10 s deadline); stop it on exit."""
+    bus, clock = MemoryLog(), FakeClock()
+    store = store if store is not None else MemoryModelStore()
+    await bus.start()
+    settings = RoundSettings(
+        rounds=0, round_timeout_ms=10_000, selection_window_ms=1_000, close_grace_ms=500
+    )
+    config = CoordinatorConfig(
+        (MODEL,),
+        ("h0", "h1"),
+        settings,
+        {"h0": 4, "h1": 4},
+        artifacts_dir=tmp_path / "artifacts",
+        tick_ms=5,
+    )
+    if evaluator is None:
+        evaluator = OnnxEvaluator({MODEL: get_spec(MODEL).load_data()})
+    coordinator = build(config, bus, store, evaluator, clock, executor)
+    plans = await bus.subscribe([topics.KAFKA_ROUND_PLANS])
+    versions = await bus.subscribe([topics.KAFKA_MODEL_VERSIONS])
+    stop = asyncio.Event()
+    task = asyncio.create_task(coordinator.run(stop))
+    try:
+        yield Harness(bus, clock, coordinator, store, plans, versions)
+    finally:
+        stop.set()
+        try:
+            await task  # re-raises what ended the coordinator
+        finally:
+            await bus.stop()
