@@ -28,6 +28,7 @@ from onnx import numpy_helper
 from bench.reference_fedavg import numpy_fedavg
 from flctl.demo import DemoOptions, run_demo
 from flproc.logs import configure_logging
+from flsim.datasets import model_dataset
 from flsim.partition import dirichlet_partition
 from modelzoo import get_spec
 from services.coordinator.config import RoundSettings
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ort.set_default_logger_severity(3)
 
     spec = get_spec(MODEL)
-    data = spec.load_data()
+    data = model_dataset(spec)
     rng = np.random.default_rng(args.seed)
     split = dirichlet_partition(
         data.y, args.hospitals, args.devices, args.alpha, rng, 0.2, spec.dataset

@@ -22,6 +22,7 @@ import onnxruntime
 import structlog
 
 from device_sdk.trainer import TrainConfig, Trainer
+from flsim.datasets import model_dataset
 from modelzoo import generate_artifacts, get_spec, model_names, shuffled_batches, unflatten
 from modelzoo import reference as ref
 
@@ -37,7 +38,7 @@ def bench_model(
 ) -> list[list[str]]:
     """Rows of the table for one model: ORT, then the NumPy reference if there is one."""
     spec = get_spec(name)
-    data = spec.load_data()
+    data = model_dataset(spec)
     n = len(data.y)
     t0 = time.perf_counter()
     generate_artifacts(name, root / name)

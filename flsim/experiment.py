@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flsim.datasets import model_dataset
 from flsim.errors import ExperimentError, PartitionSpecError
 from flsim.partition import Partition, dirichlet_partition
 from flsim.partition_spec import parse_partition
@@ -85,7 +86,7 @@ def make_experiment(
 ) -> Experiment:
     """Every model's split: the spec file's (all models must train on its data set),
     else a seeded Dirichlet split per model over ``hospitals`` x ``devices_per_hospital``."""
-    data = {m: get_spec(m).load_data() for m in models}
+    data = {m: model_dataset(get_spec(m)) for m in models}
     if partition_file is not None:
         return Experiment(tuple(models), data, read_partition(partition_file, models, data))
     partitions = {

@@ -32,6 +32,7 @@ from device_sdk.eligibility import (
 )
 from flbus.errors import BusError
 from flbus.port import PubSubBus
+from flsim.datasets import model_dataset
 from flsim.partition import Partition
 from modelzoo.registry import get_spec
 from schemas import decode
@@ -96,7 +97,7 @@ def _conditions(availability: str, seed: int) -> ConditionsProvider:
 def load_shard(device: Device, model: str, rows: Sequence[int], rng: np.random.Generator) -> None:
     """Put ``rows`` of the model's data set into the device's store, predicted days ago,
     labelled now (the late labels have all arrived)."""
-    data = get_spec(model).load_data()
+    data = model_dataset(get_spec(model))
     now = datetime.fromtimestamp(device.clock() / 1000, UTC)
     for row in rows:
         example_id = f"{model}:{row}"

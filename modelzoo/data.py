@@ -1,13 +1,12 @@
-"""Bundled sklearn datasets for the zoo (no downloads) and the shared batching rule.
+"""Examples as the zoo's models see them, and the batching rule devices and references share.
 
-The data sets load lazily (scikit-learn is imported on first use, and only the
-``sim`` extra installs it); who holds which rows is the simulator's business
-(``flsim.partition``, ``flsim.experiment``).
+Loading the bundled demo data sets is the simulator's business
+(``flsim.datasets``): the device SDK trains on what an app recorded, never on
+a bundled table, so nothing here imports scikit-learn.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,35 +23,6 @@ class Dataset:
     def take(self, rows: NDArray[np.int64]) -> Dataset:
         """The examples at ``rows``, in that order (a copy)."""
         return Dataset(self.X[rows], self.y[rows])
-
-
-def _frozen(x: np.ndarray) -> np.ndarray:
-    x.setflags(write=False)  # cached and shared: nobody may change it in place
-    return x
-
-
-@functools.cache
-def load_digits_dataset() -> Dataset:
-    """sklearn load_digits: 1797 8x8 images, pixels scaled to [0, 1] (divided by 16)."""
-    from sklearn.datasets import load_digits
-
-    raw = load_digits()
-    return Dataset(
-        _frozen((raw.data / 16.0).astype(np.float32)), _frozen(raw.target.astype(np.int64))
-    )
-
-
-@functools.cache
-def load_breast_cancer_dataset() -> Dataset:
-    """sklearn load_breast_cancer: 569 x 30 features, standardized; labels 0/1."""
-    from sklearn.datasets import load_breast_cancer
-
-    raw = load_breast_cancer()
-    x = raw.data
-    # Standardised with whole-table statistics: fine for a demo dataset; a
-    # hospital would ship the scaler (mean, std) with the model version.
-    x = (x - x.mean(axis=0)) / x.std(axis=0)
-    return Dataset(_frozen(x.astype(np.float32)), _frozen(raw.target.astype(np.int64)))
 
 
 def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[NDArray[np.int64]]:

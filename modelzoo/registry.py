@@ -1,4 +1,4 @@
-"""The model registry: every zoo model by name, with its shapes and data."""
+"""The model registry: every zoo model by name, with its shapes and the data set it names."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from functools import partial
 import onnx
 
 from modelzoo import graphs
-from modelzoo.data import Dataset, load_breast_cancer_dataset, load_digits_dataset
 from modelzoo.errors import UnknownModelError
 from modelzoo.params import ParamManifest
 
@@ -23,7 +22,6 @@ class ModelSpec:
     input_shape: tuple[int, ...]
     classes: int
     builder: Callable[[int], onnx.ModelProto]
-    loader: Callable[[], Dataset]
     has_reference: bool
     description: str
     dataset: str  # the bundled data set it trains on, as partition specs name it
@@ -41,10 +39,6 @@ class ModelSpec:
         """Parameter names and shapes in the fixed order of the flat vector."""
         return ParamManifest.of(graphs.trainable_initializers(self.build(0)))
 
-    def load_data(self) -> Dataset:
-        """The bundled sklearn dataset for this model, features flat."""
-        return self.loader()
-
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -54,7 +48,6 @@ MODELS: dict[str, ModelSpec] = {
             input_shape=(64,),
             classes=10,
             builder=partial(graphs.build_mlp, "digits_mlp", (64, 32, 10)),
-            loader=load_digits_dataset,
             has_reference=True,
             description="MLP 64-32-10 (ReLU) for sklearn digits scaled /16",
             dataset="digits",
@@ -64,7 +57,6 @@ MODELS: dict[str, ModelSpec] = {
             input_shape=(1, 8, 8),
             classes=10,
             builder=lambda seed: graphs.build_cnn("digits_cnn", (1, 8, 8), 8, 10, seed),
-            loader=load_digits_dataset,
             has_reference=False,
             description="Conv3x3(8) -> ReLU -> MaxPool2 -> Gemm(128-10) for 8x8 digits",
             dataset="digits",
@@ -74,7 +66,6 @@ MODELS: dict[str, ModelSpec] = {
             input_shape=(30,),
             classes=2,
             builder=partial(graphs.build_mlp, "breast_cancer", (30, 16, 2)),
-            loader=load_breast_cancer_dataset,
             has_reference=True,
             description="MLP 30-16-2 (ReLU) for sklearn breast cancer, standardized",
             dataset="breast_cancer",

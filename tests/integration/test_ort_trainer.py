@@ -20,6 +20,7 @@ from device_sdk.errors import (
     WeightsError,
 )
 from device_sdk.trainer import TrainConfig, Trainer
+from flsim.datasets import model_dataset
 from flsim.experiment import shuffled_split
 from modelzoo import (
     ArtifactGenerationError,
@@ -50,14 +51,14 @@ def digits_dir(artifact_root: Path, tmp_path: Path) -> Path:
 
 
 def _split(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    train, test = shuffled_split(get_spec(name).load_data(), 0.25, np.random.default_rng(0))
+    train, test = shuffled_split(model_dataset(get_spec(name)), 0.25, np.random.default_rng(0))
     return train.X, train.y, test.X, test.y
 
 
 def test_ort_sgd_epoch_matches_numpy_reference(artifact_root: Path) -> None:
     # Prepare: same initial weights, same batches (same rng seed), same lr.
     trainer = Trainer(artifact_root / "digits_mlp")
-    data = get_spec("digits_mlp").load_data()
+    data = model_dataset(get_spec("digits_mlp"))
     start = unflatten(trainer.weights(), trainer.manifest)
     lr, batch = 0.1, 32
     # Execute

@@ -13,6 +13,7 @@ import numpy as np
 
 from flbus.memory import MemoryLog
 from flbus.port import LogSubscription
+from flsim.datasets import model_dataset
 from flstore import MemoryModelStore, ModelStore
 from modelzoo import get_spec
 from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors, decode, topics
@@ -122,7 +123,7 @@ async def running_coordinator(
         tick_ms=5,
     )
     if evaluator is None:
-        evaluator = OnnxEvaluator({MODEL: get_spec(MODEL).load_data()})
+        evaluator = OnnxEvaluator({MODEL: model_dataset(get_spec(MODEL))})
     coordinator = build(config, bus, store, evaluator, clock, executor)
     plans = await bus.subscribe([topics.KAFKA_ROUND_PLANS])
     versions = await bus.subscribe([topics.KAFKA_MODEL_VERSIONS])

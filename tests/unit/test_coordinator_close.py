@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from flbus.errors import PublishError
 from flcore.rounds import Phase
+from flsim.datasets import model_dataset
 from flstore import MemoryModelStore, StorageFailed, VersionRecord
 from modelzoo import get_spec
 from schemas import ModelVersion, RoundPlan, topics
@@ -43,7 +44,7 @@ class Gate:
 
 class GatedEvaluator(OnnxEvaluator):
     def __init__(self, gate: Gate, fail: bool = False) -> None:
-        super().__init__({MODEL: get_spec(MODEL).load_data()})
+        super().__init__({MODEL: model_dataset(get_spec(MODEL))})
         self.gate, self.fail = gate, fail
 
     def evaluate(self, model: str, onnx_model: bytes) -> dict[str, float]:
@@ -76,7 +77,7 @@ async def _report_both(h: Harness, plan: RoundPlan) -> None:
 @pytest.mark.parametrize("slow", ["evaluate", "store"])
 async def test_coordinator_serves_on_while_a_version_is_kept(tmp_path: Path, slow: str) -> None:
     gate = Gate()
-    evaluator, store = OnnxEvaluator({MODEL: get_spec(MODEL).load_data()}), MemoryModelStore()
+    evaluator, store = OnnxEvaluator({MODEL: model_dataset(get_spec(MODEL))}), MemoryModelStore()
     if slow == "evaluate":
         evaluator = GatedEvaluator(gate)
     else:

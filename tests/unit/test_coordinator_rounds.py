@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from flbus.memory import MemoryLog
+from flsim.datasets import model_dataset
 from flstore import FileModelStore
 from modelzoo import get_spec
 from schemas import (
@@ -63,7 +64,7 @@ async def test_coordinator_combines_partials_weighted_by_examples(harness: Harne
     assert record.parent_version == 0 and 0 <= record.metrics["accuracy"] <= 1
     # The stored ONNX model serves the new weights: its test accuracy is the recorded one.
     session = ort.InferenceSession(harness.store.onnx_model(MODEL, 1))
-    data = get_spec(MODEL).load_data()
+    data = model_dataset(get_spec(MODEL))
     (logits,) = session.run(None, {session.get_inputs()[0].name: data.X})
     assert float((logits.argmax(axis=1) == data.y).mean()) == pytest.approx(
         record.metrics["accuracy"]
@@ -139,7 +140,7 @@ async def test_restarted_coordinator_resumes_version_round_and_optimizer(tmp_pat
                              server_optimizer="fedadam")  # fmt: skip
     config = CoordinatorConfig((MODEL,), ("h0",), settings, {"h0": 2},
                                artifacts_dir=tmp_path / "artifacts", tick_ms=5)  # fmt: skip
-    evaluator = OnnxEvaluator({MODEL: get_spec(MODEL).load_data()})
+    evaluator = OnnxEvaluator({MODEL: model_dataset(get_spec(MODEL))})
     plans = await bus.subscribe([topics.KAFKA_ROUND_PLANS])
 
     async def one_round() -> tuple[Coordinator, RoundPlan]:

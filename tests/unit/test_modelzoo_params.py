@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from onnx import numpy_helper
 
+from flsim.datasets import model_dataset
 from modelzoo import (
     ManifestError,
     ParamManifest,
@@ -96,7 +97,7 @@ def test_build_is_deterministic_per_seed(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["digits_mlp", "breast_cancer"])
 def test_datasets_are_bundled_and_scaled(name: str) -> None:
-    data = get_spec(name).load_data()
+    data = model_dataset(get_spec(name))
     assert data.X.dtype == np.float32 and data.y.dtype == np.int64
     assert data.X.shape[1] == get_spec(name).feature_width
     if name == "digits_mlp":
@@ -138,7 +139,7 @@ def test_reference_gradients_match_finite_differences() -> None:
 
 def test_reference_sgd_learns_digits() -> None:
     spec = get_spec("digits_mlp")
-    data = spec.load_data()
+    data = model_dataset(spec)
     params = unflatten(
         flatten(
             {i.name: numpy_helper.to_array(i) for i in spec.build(0).graph.initializer},

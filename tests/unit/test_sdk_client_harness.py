@@ -14,6 +14,7 @@ from device_sdk.eligibility import DeviceConditions, FixedConditions
 from device_sdk.trainer import Trainer
 from device_sdk.wire import to_tensors
 from flbus.port import PubSubBus, Record, Subscription
+from flsim.datasets import model_dataset
 from modelzoo import get_spec
 from schemas import CheckIn, ModelVersion, RetryAfter, RoundPlan, Task, decode, encode
 from schemas.artifacts import ArtifactBundle
@@ -178,7 +179,7 @@ def make_device(
         seed=1,
         decode_broadcast=decoder,
     )
-    data = get_spec(MODEL).load_data()
+    data = model_dataset(get_spec(MODEL))
     for i in range(60):
         dev.record_prediction(f"ex{i}", data.X[i], 0, model=MODEL)
         dev.attach_label(f"ex{i}", int(data.y[i]))
