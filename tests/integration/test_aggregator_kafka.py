@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flbus.kafka import KafkaBus
-from tests.unit.test_aggregator_kit import SIZE, SMALL_CHUNKS, World, eventually, weighted_sum
+from tests.support.aggregator import SIZE, SMALL_CHUNKS, World, eventually, weighted_sum
 
 pytestmark = pytest.mark.kafka
 

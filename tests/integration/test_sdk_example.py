@@ -23,7 +23,7 @@ from modelzoo import generate_artifacts
 from schemas import ModelUpdate, encode
 from schemas.chunking import decode_chunked
 from schemas.topics import plan_topic
-from tests.unit.test_sdk_client_harness import (
+from tests.support.device import (
     bundle_of,
     clear_model,
     plan,

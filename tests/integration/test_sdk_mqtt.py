@@ -16,7 +16,7 @@ from modelzoo import generate_artifacts
 from schemas import ModelUpdate, encode
 from schemas.chunking import decode_chunked
 from schemas.topics import artifact_topic, model_chunk_topic, model_manifest_topic, plan_topic
-from tests.unit.test_sdk_client_harness import (
+from tests.support.device import (
     MODEL,
     bundle_of,
     make_device,

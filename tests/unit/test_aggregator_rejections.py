@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from schemas import Chunk, TrainingFailure, decode, encode
-from tests.unit.test_aggregator_kit import SIZE, SMALL_CHUNKS, World, eventually, weighted_sum
+from tests.support.aggregator import SIZE, SMALL_CHUNKS, World, eventually, weighted_sum
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.unit.test_aggregator_kit import SIZE, SMALL_CHUNKS, World, eventually, weighted_sum
+from tests.support.aggregator import SIZE, SMALL_CHUNKS, World, eventually, weighted_sum
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from flbus.port import TopicPartition
+from schemas import ModelUpdate
+from schemas.chunking import decode_chunked
 from schemas.topics import updates_topic
-from tests.unit.test_aggregator_kit import SIZE, SMALL_CHUNKS, T0, World, eventually, weighted_sum
+from tests.support.aggregator import SIZE, SMALL_CHUNKS, T0, World, eventually, weighted_sum
 
 pytestmark = pytest.mark.unit
 
@@ -137,3 +139,9 @@ async def test_aggregator_round_superseded_before_any_update_publishes_nothing()
     await world.stop(agg)
     assert [p.round_id for p in await world.partials()] == [2]
     assert agg.stats().rejected == {"closed_round": 1}
+
+
+async def test_world_update_round_trips_through_chunks() -> None:
+    world = World()
+    update = world.update("d1")
+    assert decode_chunked(world.chunks(update, SMALL_CHUNKS), ModelUpdate) == update

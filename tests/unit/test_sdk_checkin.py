@@ -20,7 +20,7 @@ from device_sdk.store import ExampleStore
 from flbus.memory import MemoryPubSub
 from schemas import CheckIn, decode
 from schemas.topics import checkin_topic
-from tests.unit.test_sdk_client_harness import BAD, GOOD, MODEL, FakeClock, plan
+from tests.support.device import BAD, GOOD, MODEL, FakeClock, plan
 
 pytestmark = pytest.mark.unit
 

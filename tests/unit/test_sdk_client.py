@@ -17,7 +17,7 @@ from modelzoo import ParamManifest, generate_artifacts
 from schemas import ModelUpdate, RetryAfter, Tensors, TensorSpec, TrainingFailure, decode, encode
 from schemas.chunking import decode_chunked
 from schemas.topics import plan_topic
-from tests.unit.test_sdk_client_harness import (
+from tests.support.device import (
     BAD,
     MODEL,
     FakeClock,

@@ -17,8 +17,8 @@ from modelzoo import generate_artifacts
 from schemas import CheckIn, ModelUpdate, decode, encode
 from schemas.chunking import ChunkedReceiver
 from schemas.topics import MQTT_ROOT, plan_topic
-from tests.unit.test_sdk_client_harness import MODEL, bundle_of, plan, publish_model, version_of
-from tests.unit.test_sdk_client_harness import task as make_task
+from tests.support.device import MODEL, bundle_of, plan, publish_model, version_of
+from tests.support.device import task as make_task
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Shared scenario kit for the aggregator tests (in memory and on Kafka), plus its self-checks."""
+"""Shared scenario kit for the aggregator tests, in memory and on Kafka."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pytest
 
 from flbus.memory import MemoryLog
 from flbus.port import LogBus
@@ -36,8 +35,6 @@ from services.aggregator.aggregator import Aggregator
 from services.aggregator.app import build
 from services.aggregator.config import AggregatorConfig
 from services.common.streams import publish_log_chunked
-
-pytestmark = pytest.mark.unit
 
 SECRET = b"test-secret"
 SHAPES = {"w": (3, 2), "b": (2,)}
@@ -244,9 +241,3 @@ def weighted_sum(updates: list[ModelUpdate]) -> np.ndarray:
         [u.num_examples * u.tensors.flat.astype(np.float64) for u in updates], axis=0
     )
     return total
-
-
-async def test_kit_update_round_trips_through_chunks() -> None:
-    world = World()
-    update = world.update("d1")
-    assert decode_chunked(world.chunks(update, SMALL_CHUNKS), ModelUpdate) == update
