@@ -21,28 +21,24 @@ def _small(**over: Any) -> DemoOptions:
     )
 
 
-async def test_demo_without_out_leaves_nothing_in_the_temp_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Prepare: a temp folder of the test's own, so other processes' files do not count.
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+@pytest.fixture
+def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temp folder, one of the test's own, so other processes' files do not count."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
-    # Execute
+
+async def test_demo_without_out_leaves_nothing_in_the_temp_folder(temp: Path) -> None:
     report = await run_demo(_small(), progress_stream=None)
 
-    # Assert: the run trained (so it did write artifacts somewhere), and left nothing.
+    # The run trained (so it did write artifacts somewhere), and left nothing.
     assert [r["outcome"] for r in report["models"]["breast_cancer"]] == ["done"]
     assert list(temp.iterdir()) == []
 
 
-async def test_demo_with_out_keeps_its_work_beside_the_registry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+async def test_demo_with_out_keeps_its_work_beside_the_registry(temp: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
 
     await run_demo(_small(out=out), progress_stream=None)
