@@ -92,7 +92,7 @@ def describe(msg: Any) -> tuple[str, int, str] | None:
         )
     if isinstance(msg, ModelVersion):
         metrics = ", ".join(
-            f"{n} {v:.4f}" for n, v in zip(msg.metric_names, msg.metric_values, strict=True)
+            _metric(n, v) for n, v in zip(msg.metric_names, msg.metric_values, strict=True)
         )
         return (
             msg.model,
@@ -109,6 +109,13 @@ def describe(msg: Any) -> tuple[str, int, str] | None:
             ),
         )
     return None
+
+
+def _metric(name: str, value: float) -> str:
+    """One metric of a version: counts (``test_examples``) as integers, scores to 4 places."""
+    if name.endswith("examples") and value.is_integer():
+        return f"{name} {int(value)}"  # the wire carries every metric as a float
+    return f"{name} {value:.4f}"
 
 
 class Replayer:

@@ -6,9 +6,12 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.coordinator.summary import RoundSummary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def busy_seconds(spans: Iterable[tuple[int, int]], start_ms: int, end_ms: int) -> float:
@@ -128,11 +131,21 @@ def write_outputs(report: Mapping[str, Any], out: Path) -> list[Path]:
 
 
 def plot_accuracy(report: Mapping[str, Any], path: Path) -> None:
-    """Test accuracy of each model's new version, round by round."""
+    """Test accuracy of each model's new version, round by round, as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = accuracy_figure(report)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def accuracy_figure(report: Mapping[str, Any]) -> Figure:
+    """The accuracy plot as a matplotlib figure (rounds on x, whole numbers only)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for model, rows in report["models"].items():
@@ -144,6 +157,7 @@ def plot_accuracy(report: Mapping[str, Any], path: Path) -> None:
         if points:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o", markersize=3, label=model)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no round 1.5 on a short run
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy of the new version")
     ax.set_ylim(0, 1)
@@ -151,5 +165,4 @@ def plot_accuracy(report: Mapping[str, Any], path: Path) -> None:
     ax.legend(loc="lower right")
     ax.set_title("Federated training: held-out test accuracy per round")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig

@@ -1,5 +1,6 @@
 # Shared by scripts/install, scripts/test and scripts/demo; source it, don't run it.
-# Sets PY to the interpreter the project is installed into and defines fl_install.
+# Sets PY to the interpreter the project is installed into (by default this clone's
+# .venv, see fl_python) and defines fl_install.
 
 FL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -7,19 +8,43 @@ fl_log() { echo "[install] $*" >&2; }
 
 fl_has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/local/sbin/$1" ]; }
 
-# The interpreter: $PYTHON if set, the active venv, else python3, except where the
-# OS forbids pip into it (PEP 668): then a project venv in .venv.
+# The interpreter: $PYTHON if set, else the active virtualenv ($VIRTUAL_ENV), else
+# this clone's own virtualenv $FL_ROOT/.venv, created on first use from python3.
+# One venv per clone: `pip install -e` points an interpreter at one clone, so two
+# clones sharing the first Python on PATH would run each other's code.
 fl_python() {
   if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; return; fi
   if [ -n "${VIRTUAL_ENV:-}" ]; then PY="$VIRTUAL_ENV/bin/python"; return; fi
-  if [ -x "$FL_ROOT/.venv/bin/python" ]; then PY="$FL_ROOT/.venv/bin/python"; return; fi
-  PY=$(command -v python3 || command -v python || true)
-  if [ -z "$PY" ]; then fl_log "python3 not found: install Python 3.11+"; return 1; fi
-  if "$PY" -c 'import os, sys, sysconfig; sys.exit(not (sys.prefix == sys.base_prefix and os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))))'; then
-    fl_log "system Python is externally managed: creating $FL_ROOT/.venv"
-    "$PY" -m venv "$FL_ROOT/.venv"
-    PY="$FL_ROOT/.venv/bin/python"
+  PY="$FL_ROOT/.venv/bin/python"
+  if [ -x "$PY" ]; then return; fi
+  local base
+  base=$(fl_base_python) || return 1
+  fl_log "creating this clone's virtualenv $FL_ROOT/.venv from $base"
+  if ! "$base" -m venv "$FL_ROOT/.venv" >&2; then
+    rm -rf "$FL_ROOT/.venv"
+    fl_log "$base -m venv failed: install the venv module (apt-get install python3-venv)," \
+      "or name an interpreter with PYTHON=..."
+    return 1
   fi
+}
+
+# The python3 (3.11+) a new .venv is made from.
+fl_base_python() {
+  local base
+  base=$(command -v python3 || command -v python || true)
+  if [ -z "$base" ]; then fl_log "python3 not found: install Python 3.11+"; return 1; fi
+  if ! "$base" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    fl_log "$base is Python $("$base" -V 2>&1), the project needs 3.11+ (or set PYTHON=...)"
+    return 1
+  fi
+  echo "$base"
+}
+
+# Whether a new .venv will be needed and python3 cannot make one (Debian splits
+# ensurepip into python3-venv).
+fl_needs_venv_package() {
+  [ -z "${PYTHON:-}" ] && [ -z "${VIRTUAL_ENV:-}" ] && [ ! -x "$FL_ROOT/.venv/bin/python" ] \
+    && command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' 2>/dev/null
 }
 
 # OS packages: Mosquitto (MQTT broker), Java 17 and Maven (local Kafka).
@@ -28,6 +53,7 @@ fl_install_os() {
   fl_has mosquitto || missing+=(mosquitto)
   fl_has java || missing+=(openjdk-17-jre-headless)
   fl_has mvn || missing+=(maven)
+  if fl_needs_venv_package; then missing+=(python3-venv); fi
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     fl_log "apt-get install ${missing[*]}"
@@ -39,16 +65,25 @@ fl_install_os() {
   fi
 }
 
-# The Python package with its dev extras; skipped when pyproject.toml is unchanged.
+# The Python package with its dev extras; skipped when pyproject.toml is unchanged
+# and the interpreter already imports flctl from this clone (not another one's).
 fl_install_python() {
   local stamp="$FL_ROOT/.fl/install.stamp" want
   want="$("$PY" -c 'import sys; print(sys.executable)') $(cksum <"$FL_ROOT/pyproject.toml")"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$PY" -c 'import flctl.main' 2>/dev/null; then
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && fl_imports_this_clone; then
     return 0
   fi
   fl_log "pip install -e '.[dev]' into $PY"
   "$PY" -m pip install -q -e "$FL_ROOT[dev]" >&2
   mkdir -p "$FL_ROOT/.fl" && echo "$want" >"$stamp"
+}
+
+# Whether $PY imports flctl from $FL_ROOT. Run from / so that the working
+# directory cannot stand in for the installed package.
+fl_imports_this_clone() {
+  (cd / && "$PY" -c 'import os, sys, flctl
+root = os.path.realpath(sys.argv[1]) + os.sep
+sys.exit(not os.path.realpath(flctl.__file__).startswith(root))' "$FL_ROOT") 2>/dev/null
 }
 
 # The Kafka jars, once, into ~/.cache/nightshift (or $FL_KAFKA_CACHE).

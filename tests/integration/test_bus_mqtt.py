@@ -120,7 +120,8 @@ async def test_mqtt_recovers_when_its_socket_is_dropped(mqtt_url: str) -> None:
     await sub_bus.start()
     await pub_bus.start()
     sub = await sub_bus.subscribe([topic])
-    sock = sub_bus._client.socket() if sub_bus._client else None  # the link under the bus
+    link = sub_bus._link  # the paho client under the bus
+    sock = link._client.socket() if link else None
     assert sock is not None
     sock.shutdown(socket.SHUT_RDWR)  # as a NAT box or a flaky Wi-Fi would
     await asyncio.sleep(0.2)

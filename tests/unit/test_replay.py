@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flbus.memory import MemoryLog
-from flctl.replay import print_facts, replay
+from flctl.replay import describe, print_facts, replay
 from schemas import (
     AuditEvent,
     ModelVersion,
@@ -61,3 +61,17 @@ async def test_replay_prints_one_round_in_log_order() -> None:
     print_facts(facts, as_json=False, out=out)
     assert out.getvalue().count("\n") == 5 and "audit" in out.getvalue()
     await bus.stop()
+
+
+def test_replay_prints_example_counts_as_integers() -> None:
+    # Prepare: metrics as the coordinator publishes them (the wire carries floats)
+    tensors = Tensors((TensorSpec("w", (4,)),), np.ones(4, np.float32))
+    names, values = ("accuracy", "loss", "test_examples"), (0.875, 0.25, 360.0)
+    version = ModelVersion("m1", 2, 1, 2, 7, names, values, "abc", tensors)
+
+    # Execute
+    described = describe(version)
+
+    # Assert
+    assert described is not None
+    assert described[2] == "version v2 (from v1) accuracy 0.8750, loss 0.2500, test_examples 360"

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from flctl.report import build_report, busy_seconds, summary_table, write_outputs
+from flctl.report import (
+    accuracy_figure,
+    build_report,
+    busy_seconds,
+    summary_table,
+    write_outputs,
+)
 from services.coordinator.summary import RoundSummary
 
 pytestmark = pytest.mark.unit
@@ -44,3 +50,18 @@ def test_report_rows_count_dropped_devices_and_overhead(tmp_path: Path) -> None:
     paths = write_outputs(report, tmp_path / "out")
     assert json.loads(paths[0].read_text())["models"]["digits_mlp"][0]["test_accuracy"] == 0.5
     assert paths[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_accuracy_plot_of_a_short_run_has_whole_round_ticks() -> None:
+    # Prepare: two rounds, where matplotlib's default locator would put ticks at 1.2, 1.4, ...
+    history = {"digits_mlp": [_summary(1, 0.5), _summary(2, 0.6)]}
+    report = build_report(history, {"seed": 0})
+
+    # Execute
+    fig = accuracy_figure(report)
+
+    # Assert
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if low <= t <= high]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks

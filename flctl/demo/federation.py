@@ -1,0 +1,190 @@
+"""Every role of a demo run, wired in this process on the run's buses.
+
+The coordinator, one aggregator per hospital, the selector replicas and the
+device population are the real ones, built through each role's own ``build``
+(its composition root) exactly as ``flctl coordinator|aggregator|selector|devices``
+build them, only sharing one event loop. Devices train one at a time on one
+thread beside the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flctl.demo.buses import Buses
+from flctl.demo.options import DemoOptions
+from flsim.errors import ExperimentError
+from flsim.experiment import Experiment
+from flsim.population import Population
+from flstore import ModelStore
+from modelzoo import get_spec
+from services.aggregator.app import build as build_aggregator
+from services.aggregator.config import AggregatorConfig
+from services.coordinator.app import build as build_coordinator
+from services.coordinator.config import CoordinatorConfig
+from services.coordinator.coordinator import Coordinator
+from services.coordinator.evaluation import OnnxEvaluator
+from services.selector.app import build as build_selector
+from services.selector.config import EligibilityPolicy, SelectorConfig
+
+
+def wall_ms() -> int:
+    """Milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Federation:
+    """The running roles of one demo: each a task, stopped together by ``stop``."""
+
+    coordinator: Coordinator
+    population: Population
+    selectors: list[Any]
+    tasks: list[asyncio.Task[None]]
+    stop: asyncio.Event
+
+    def spans(self) -> list[tuple[int, int]]:
+        """When some device was training: (start, end) in wall milliseconds."""
+        return [sp for dev in self.population.devices for sp in dev.stats.training_spans]
+
+    async def ready(self) -> None:
+        """Wait until every selector serves devices (a failed role stops the wait)."""
+        waits = [asyncio.create_task(s.ready.wait()) for s in self.selectors]
+        try:
+            while not all(w.done() for w in waits):
+                await asyncio.wait(waits, timeout=0.2)
+                self._raise_if_failed()
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def train(self, watch: Callable[[], None]) -> None:
+        """Run the coordinator's rounds to the end, calling ``watch`` every 0.2 s and last."""
+        run = asyncio.create_task(self.coordinator.run(self.stop), name="coordinator")
+        self.tasks.append(run)
+        while not run.done():
+            await asyncio.wait(
+                [run, *[t for t in self.tasks if t is not run]],
+                timeout=0.2,
+                return_when=asyncio.FIRST_EXCEPTION,
+            )
+            watch()
+            self._raise_if_failed()
+        watch()
+
+    def _raise_if_failed(self) -> None:
+        failed = [t for t in self.tasks if t.done() and t.exception() is not None]
+        if failed:
+            raise RuntimeError(f"{failed[0].get_name()} failed") from failed[0].exception()
+
+
+def coordinator_config(
+    opts: DemoOptions, experiment: Experiment, work: Path, init_weights: dict[str, Path]
+) -> CoordinatorConfig:
+    """The coordinator's settings for this run (artifacts under ``work``)."""
+    return CoordinatorConfig(
+        models=opts.models,
+        hospitals=experiment.hospitals(),
+        rounds=opts.rounds,
+        population=experiment.population(),
+        artifacts_dir=work / "artifacts",
+        init_weights=init_weights,
+        seed=opts.seed,
+        tick_ms=10,
+    )
+
+
+@contextlib.asynccontextmanager
+async def federation(
+    opts: DemoOptions,
+    experiment: Experiment,
+    config: CoordinatorConfig,
+    buses: Buses,
+    store: ModelStore,
+    work: Path,
+) -> AsyncIterator[Federation]:
+    """Build and start every role but the coordinator's rounds; stop them all on exit."""
+    secret = secrets.token_bytes(32)
+    stop = asyncio.Event()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device-training")
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        coordinator = build_coordinator(
+            config,
+            await buses.log_for("coordinator"),
+            store,
+            OnnxEvaluator({m: experiment.test_set(m) for m in opts.models}),
+            wall_ms,
+        )
+        for hospital in experiment.hospitals():
+            if hospital in opts.stop_hospitals:
+                continue
+            agg = build_aggregator(
+                AggregatorConfig(
+                    hospital=hospital, token_secret=secret, tick_ms=10, catch_up_idle_ms=200
+                ),
+                await buses.log_for(f"aggregator-{hospital}"),
+                wall_ms,
+            )
+            tasks.append(asyncio.create_task(agg.run(stop), name=f"aggregator-{hospital}"))
+        selectors = []
+        for i in range(opts.selectors):
+            sel = build_selector(
+                SelectorConfig(
+                    token_secret=secret,
+                    eligibility=EligibilityPolicy(),
+                    no_round_retry_ms=1_000,
+                    retry_jitter_ms=1_000,
+                ),
+                await buses.pubsub_for(f"selector-{i}"),
+                await buses.log_for(f"selector-{i}"),
+                wall_ms,
+            )
+            selectors.append(sel)
+            tasks.append(asyncio.create_task(sel.run(stop), name=f"selector-{i}"))
+        population = Population.from_partition(
+            experiment.partitions,
+            buses.pubsub,
+            work / "devices",
+            dropout=opts.dropout,
+            availability=opts.availability,
+            seed=opts.seed,
+            executor=executor,
+            week_seconds=opts.week_seconds,
+            manage_buses=opts.brokers != "memory",
+            clock=wall_ms,
+            poll_interval_s=0.05,
+        )
+        if opts.brokers == "memory":
+            await buses.pubsub_for("devices")
+        tasks.append(asyncio.create_task(population.run(stop), name="devices"))
+        yield Federation(coordinator, population, selectors, tasks, stop)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        executor.shutdown(wait=True)
+
+
+def init_weights_for(opts: DemoOptions) -> dict[str, Path]:
+    """Which model ``--init-weights`` belongs to: the one whose parameter names it holds."""
+    if opts.init_weights is None:
+        return {}
+    with np.load(opts.init_weights) as data:
+        names = set(data.files)
+    for model in opts.models:
+        if set(get_spec(model).param_manifest().names) <= names:
+            return {model: opts.init_weights}
+    raise ExperimentError(
+        f"{opts.init_weights}: holds {sorted(names)}, which are not all the parameters of any "
+        f"of {list(opts.models)}"
+    )

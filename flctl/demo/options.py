@@ -1,0 +1,51 @@
+"""What a demo run depends on, checked before anything starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.coordinator.config import RoundSettings
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """Everything a demo run depends on."""
+
+    models: tuple[str, ...] = ("digits_mlp", "breast_cancer")
+    hospitals: int = 3
+    devices: int = 10  # per hospital
+    rounds: RoundSettings = field(default_factory=RoundSettings)
+    alpha: float = 0.5
+    seed: int = 0
+    partition: Path | None = None
+    init_weights: Path | None = None
+    dropout: float = 0.0
+    availability: str = "always"
+    week_seconds: float = 60.0
+    selectors: int = 2
+    brokers: str = "memory"  # memory | local | external
+    mqtt_url: str | None = None
+    kafka_bootstrap: str | None = None
+    out: Path | None = None
+    # Where the roles keep files (artifacts, device state, local brokers' data).
+    # None: ``out/work`` with --out, else a temporary directory removed after the run.
+    work_dir: Path | None = None
+    stop_hospitals: tuple[str, ...] = ()  # aggregators not started (fault drill)
+
+    def __post_init__(self) -> None:
+        if self.brokers not in ("memory", "local", "external"):
+            raise ValueError(f"brokers must be memory, local or external, got {self.brokers!r}")
+        if self.brokers == "external" and not (self.mqtt_url and self.kafka_bootstrap):
+            raise ValueError("external brokers need both --mqtt and --kafka")
+        if self.rounds.rounds < 1:
+            raise ValueError("a demo needs --rounds >= 1")
+        if self.out is not None and any((self.out / "models").glob("*/v*.json")):
+            raise ValueError(
+                f"{self.out / 'models'} already holds a model registry from an earlier run; "
+                "choose another --out or remove it"
+            )
+        if self.hospitals < 1 or self.devices < 1 or self.selectors < 1:
+            raise ValueError("hospitals, devices and selectors must be >= 1")
+        if not 0 <= self.dropout <= 1:
+            raise ValueError(f"dropout must be in [0, 1], got {self.dropout}")
