@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from flctl.demo.buses import Buses
 from flctl.demo.options import DemoOptions
 from flsim.errors import ExperimentError
@@ -34,6 +32,7 @@ from services.coordinator.app import build as build_coordinator
 from services.coordinator.config import CoordinatorConfig
 from services.coordinator.coordinator import Coordinator
 from services.coordinator.evaluation import OnnxEvaluator
+from services.coordinator.init_weights import read_npz
 from services.selector.app import build as build_selector
 from services.selector.config import EligibilityPolicy, SelectorConfig
 
@@ -179,12 +178,14 @@ def init_weights_for(opts: DemoOptions) -> dict[str, Path]:
     """Which model ``--init-weights`` belongs to: the one whose parameter names it holds."""
     if opts.init_weights is None:
         return {}
-    with np.load(opts.init_weights) as data:
-        names = set(data.files)
+    names = set(read_npz(opts.init_weights, "--init-weights"))
     for model in opts.models:
         if set(get_spec(model).param_manifest().names) <= names:
             return {model: opts.init_weights}
+    expected = "; ".join(
+        f"{model}: {get_spec(model).param_manifest().describe()}" for model in opts.models
+    )
     raise ExperimentError(
-        f"{opts.init_weights}: holds {sorted(names)}, which are not all the parameters of any "
-        f"of {list(opts.models)}"
+        f"--init-weights: {opts.init_weights} holds {sorted(names)}, which are not all the "
+        f"parameters of any model of the run. Expected, by model: {expected}"
     )

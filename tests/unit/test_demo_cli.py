@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flctl.main import main
@@ -59,3 +60,25 @@ def test_demo_bad_partition_exits_2_naming_the_file_and_the_problem(
     assert main(["demo", "--partition", str(spec)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"flctl demo: {spec}: ") and message in err
+
+
+def test_demo_init_weights_not_npz_exits_2_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not weights")
+    assert main(["demo", "--init-weights", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert f"{notes} is not an .npz file" in err
+    assert "pickled" not in err
+
+
+def test_demo_init_weights_of_no_model_lists_expected_parameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = tmp_path / "w.npz"
+    np.savez(weights, a=np.zeros(3, np.float32))
+    assert main(["demo", "--init-weights", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert "digits_mlp: fc1.weight [64, 32], fc1.bias [32]" in err
+    assert "breast_cancer: fc1.weight [30, 16]" in err
