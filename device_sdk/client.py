@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -42,6 +41,7 @@ from device_sdk.state import ModelState
 from device_sdk.store import ExampleStore
 from flbus.errors import BusClosedError, BusError
 from flbus.port import PubSubBus, Record, Subscription
+from flproc.clock import wall_ms
 from modelzoo.registry import get_spec
 from schemas import CheckIn, RetryAfter, RoundPlan, Task, decode
 from schemas.errors import SchemaError
@@ -57,11 +57,6 @@ log = structlog.get_logger(__name__)
 
 SDK_VERSION = "0.1.0"
 SELECTING = "selecting"
-
-
-def wall_ms() -> int:
-    """Milliseconds since the Unix epoch (the default device clock)."""
-    return time.time_ns() // 1_000_000
 
 
 def model_chunks_prefix(model: str) -> str:

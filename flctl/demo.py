@@ -27,6 +27,7 @@ import structlog
 from flbus.memory import MemoryBus
 from flbus.port import LogBus, PubSubBus
 from flctl.report import build_report, busy_seconds, round_row
+from flproc.clock import wall_ms
 from flsim.errors import ExperimentError
 from flsim.experiment import make_experiment
 from flsim.population import Population
@@ -45,11 +46,6 @@ from services.selector.config import EligibilityPolicy, SelectorConfig
 
 log = structlog.get_logger("demo")
 B = TypeVar("B", LogBus, PubSubBus)
-
-
-def wall_ms() -> int:
-    """Milliseconds since the Unix epoch."""
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)

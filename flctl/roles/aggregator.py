@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import sys
 
+from flproc.clock import wall_ms
 from flproc.health import run_service
 from flproc.logs import prepare_process
 from flproc.options import Subparsers, env_option
 from schemas.chunking import DEFAULT_TIMEOUT_MS
-from services.aggregator.app import build, wall_clock_ms
+from services.aggregator.app import build
 from services.aggregator.config import AggregatorConfig
 from services.aggregator.errors import SettingError
 
@@ -111,4 +112,4 @@ async def _serve(config: AggregatorConfig, stop: asyncio.Event) -> None:
     from flbus.kafka import KafkaBus  # imported here: only the real process needs aiokafka
 
     async with KafkaBus(config.kafka_bootstrap, client_id=f"aggregator-{config.hospital}") as bus:
-        await build(config, bus, wall_clock_ms).run(stop)
+        await build(config, bus, wall_ms).run(stop)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
 from flcore.errors import ConfigError as CoreConfigError
+from flproc.clock import wall_ms
 from flproc.health import run_service
 from flproc.logs import prepare_process
 from flproc.options import Subparsers, env_option
@@ -200,6 +200,6 @@ async def _serve(
             bus,
             FileModelStore(Path(args.store_dir)),
             evaluator,
-            lambda: time.time_ns() // 1_000_000,
+            wall_ms,
         )
         await coordinator.run(stop)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 
 import structlog
 
+from flproc.clock import wall_ms
 from flproc.health import run_service
 from flproc.logs import prepare_process
 from flproc.options import Subparsers, bus_options, env_option
@@ -105,5 +105,5 @@ async def _serve(args: argparse.Namespace, config: SelectorConfig, stop: asyncio
     pubsub = MqttBus(args.mqtt_url, client_id=args.mqtt_client_id)
     log_bus = KafkaBus(args.kafka_bootstrap, client_id="selector")
     async with pubsub, log_bus:
-        selector = build(config, pubsub, log_bus, lambda: time.time_ns() // 1_000_000)
+        selector = build(config, pubsub, log_bus, wall_ms)
         await selector.run(stop)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from onnx import numpy_helper
 
 from flbus.port import LogBus
 from flcore.server_opt import ServerOptState
+from flproc.clock import Clock
 from modelzoo import flatten, generate_artifacts, get_spec
 from modelzoo.artifacts import INFO_FILE
 from schemas import ArtifactBundle
@@ -61,7 +61,7 @@ def build(
     bus: LogBus,
     store: ModelStore,
     evaluator: Evaluator,
-    clock: Callable[[], int],
+    clock: Clock,
 ) -> Coordinator:
     """A ready-to-run coordinator; models resume from the latest stored version."""
     outbox = KafkaOutbox(bus, clock)
