@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from flcore.errors import ConfigError as CoreConfigError
+from flcore.errors import InvalidParameter
 from flctl.roles.coordinator import add_round_options, round_settings
 from flproc.logs import prepare_process
 from flproc.options import Subparsers, env_option
@@ -116,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
             out=Path(args.out) if args.out else None,
         )
         report = asyncio.run(run_demo(opts, progress_stream=None if args.quiet else sys.stderr))
-    except (ValueError, ConfigError, CoreConfigError, ExperimentError, OSError, ZooError) as e:
+    except (ValueError, ConfigError, InvalidParameter, ExperimentError, OSError, ZooError) as e:
         print(f"flctl demo: {e}", file=sys.stderr)
         return 2
     print(summary_table(report))

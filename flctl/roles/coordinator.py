@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from flcore.errors import ConfigError as CoreConfigError
+from flcore.errors import InvalidParameter
 from flproc.clock import wall_ms
 from flproc.health import run_service
 from flproc.logs import prepare_process
@@ -166,7 +166,7 @@ def config_from_args(args: argparse.Namespace) -> CoordinatorConfig:
             artifacts_dir=Path(args.artifacts_dir),
             seed=args.seed,
         )
-    except (ValueError, CoreConfigError) as e:
+    except (ValueError, InvalidParameter) as e:
         raise ConfigError(str(e)) from None
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flcore.errors import ConfigError as CoreConfigError
+from flcore.errors import InvalidParameter
 from flcore.server_opt import ServerOptimizer, make_server_optimizer
 from modelzoo import model_names
 from services.coordinator.errors import ConfigError
@@ -63,7 +63,7 @@ class RoundSettings:
         hparams = {} if self.server_lr is None else {"eta": self.server_lr}
         try:
             return make_server_optimizer(self.server_optimizer, **hparams)
-        except CoreConfigError as e:
+        except InvalidParameter as e:
             raise ConfigError(f"server_optimizer: {e}") from None
 
 
