@@ -11,12 +11,12 @@ from onnx import numpy_helper
 from flbus.port import LogBus
 from flcore.server_opt import ServerOptState
 from flproc.clock import Clock
+from flproc.errors import SettingError
 from modelzoo import flatten, generate_artifacts, get_spec
 from modelzoo.artifacts import INFO_FILE
 from schemas import ArtifactBundle
 from services.coordinator.config import CoordinatorConfig
 from services.coordinator.coordinator import Coordinator, KafkaOutbox, load_init_weights
-from services.coordinator.errors import ConfigError
 from services.coordinator.evaluation import Evaluator, onnx_model_bytes
 from services.coordinator.model_rounds import ModelRounds
 from services.coordinator.store import ModelStore, VersionRecord
@@ -40,12 +40,13 @@ def initial_weights(model: str, config: CoordinatorConfig) -> dict[str, np.ndarr
         weights = load_init_weights(config.init_weights[model])
         missing = [e.name for e in manifest.entries if e.name not in weights]
         if missing:
-            raise ConfigError(f"init_weights[{model}]: missing parameters {missing}")
+            raise SettingError("init_weights", f"{model}: missing parameters {missing}")
         for e in manifest.entries:
             if tuple(weights[e.name].shape) != tuple(e.shape):
-                raise ConfigError(
-                    f"init_weights[{model}]: {e.name} has shape {weights[e.name].shape}, "
-                    f"the model needs {tuple(e.shape)}"
+                raise SettingError(
+                    "init_weights",
+                    f"{model}: {e.name} has shape {weights[e.name].shape}, "
+                    f"the model needs {tuple(e.shape)}",
                 )
         return {e.name: weights[e.name] for e in manifest.entries}
     graph = spec.build(config.seed)

@@ -1,17 +1,17 @@
 """Errors of the coordinator::
 
-CoordinatorError
-├── ConfigError   a setting is missing or invalid (names the setting)
-└── StoreError    the model store cannot give or take a version
+    CoordinatorError
+    └── StoreError    the model store cannot give or take a version
+
+An invalid setting raises ``flproc.errors.SettingError`` (the one settings
+error of every role) naming the config field; the core's
+``flcore.errors.InvalidParameter`` is turned into one where the config is
+checked.
 """
 
 
 class CoordinatorError(Exception):
     """Base class of the coordinator's errors."""
-
-
-class ConfigError(CoordinatorError):
-    """A setting is missing or invalid."""
 
 
 class StoreError(CoordinatorError):
