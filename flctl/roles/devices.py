@@ -42,7 +42,12 @@ ALPHA = Setting(
     "Dirichlet concentration of the non-IID split (smaller: more skewed)",
     number(Range(0, low_open=True)), "0.5",
 )  # fmt: skip
-SPLIT: tuple[Setting, ...] = (HOSPITALS, DEVICES_PER_HOSPITAL, ALPHA, SEED)
+SPLIT: tuple[Setting, ...] = (
+    HOSPITALS.but(help="hospitals of the split: a count (3 = h0,h1,h2) or the ids h0,h1,..."),
+    DEVICES_PER_HOSPITAL,
+    ALPHA,
+    SEED,
+)
 """The seeded split every role derives: hospitals, devices per hospital, alpha, seed."""
 
 DROPOUT = Setting("dropout", "--dropout", "FL_DROPOUT", "probability a device vanishes mid-round",
