@@ -93,10 +93,8 @@ class Setting:
         try:
             return self.parse(raw.strip() if self.choices else raw)
         except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
-            problem = str(exc)
-            if self.secret:
-                problem = problem.replace(raw, MASK) if raw else problem
-            raise SettingError(self.field, redact(problem)) from None
+            problem = "is not valid (the value is secret)" if self.secret else redact(str(exc))
+            raise SettingError(self.field, problem) from None
 
 
 def add_settings(parser: argparse.ArgumentParser, settings: Iterable[Setting]) -> None:
