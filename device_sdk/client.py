@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
@@ -39,6 +38,7 @@ from device_sdk.state import ModelState
 from device_sdk.store import ExampleStore
 from flbus.errors import BusClosedError, BusError
 from flbus.port import PubSubBus, Record, Subscription
+from flproc.clock import wall_ms
 from modelzoo.registry import get_spec
 from schemas import RetryAfter, RoundPlan, Task, decode
 from schemas.errors import SchemaError
@@ -46,11 +46,6 @@ from schemas.errors import SchemaError
 log = structlog.get_logger(__name__)
 
 __all__ = ["BroadcastDecoder", "Device", "DeviceConfig", "DeviceStats", "wall_ms"]
-
-
-def wall_ms() -> int:
-    """Milliseconds since the Unix epoch (the default device clock)."""
-    return time.time_ns() // 1_000_000
 
 
 BroadcastDecoder = Callable[[bytes], Any]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,10 +28,7 @@ from flbus.port import (
     Subscription,
     TopicPartition,
 )
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
+from flproc.clock import wall_ms
 
 
 async def _wait(event: asyncio.Event, timeout: float | None) -> bool:
@@ -46,7 +42,7 @@ async def _wait(event: asyncio.Event, timeout: float | None) -> bool:
 class MemoryLog(LogBus):
     """Kafka semantics in process: partitions, offsets, groups, commits, seeks."""
 
-    def __init__(self, *, clock: Callable[[], int] = _wall_ms) -> None:
+    def __init__(self, *, clock: Callable[[], int] = wall_ms) -> None:
         self._clock = clock
         self._logs: dict[str, list[list[Record]]] = {}
         self._compacted: set[str] = set()
@@ -355,7 +351,7 @@ class _PubSubSub(Subscription):
 class MemoryBus:
     """Both planes in one process: ``.pubsub`` (device plane) and ``.log`` (service plane)."""
 
-    def __init__(self, *, clock: Callable[[], int] = _wall_ms) -> None:
+    def __init__(self, *, clock: Callable[[], int] = wall_ms) -> None:
         self.pubsub = MemoryPubSub()
         self.log = MemoryLog(clock=clock)
 

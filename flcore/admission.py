@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from flcore._canonical import encode_fields
-from flcore.errors import ConfigError
+from flcore.errors import InvalidParameter
 
 DEFAULT_OVER_SELECTION = 1.3
 
@@ -70,7 +70,7 @@ def admit(
 ) -> Admit | RetryAfter:
     """Admit a checked-in device to the open round of ``model``, or tell it when to return."""
     if retry_jitter_ms < 0 or min_backoff_ms <= 0:
-        raise ConfigError("retry_jitter_ms must be >= 0 and min_backoff_ms > 0")
+        raise InvalidParameter("retry_jitter_ms must be >= 0 and min_backoff_ms > 0")
     draw = stable_uniform(model, round_id, hospital_id, device_id)
     if not eligible:
         reason = DeclineReason.NOT_ELIGIBLE
@@ -90,9 +90,9 @@ def admission_probability(
 ) -> float:
     """Probability admitting ``goal * over_selection`` of ``expected_checkins``, in (0, 1]."""
     if goal <= 0:
-        raise ConfigError(f"goal must be > 0, got {goal}")
+        raise InvalidParameter(f"goal must be > 0, got {goal}")
     if not over_selection >= 1.0:
-        raise ConfigError(f"over_selection must be >= 1, got {over_selection}")
+        raise InvalidParameter(f"over_selection must be >= 1, got {over_selection}")
     if not math.isfinite(expected_checkins) or expected_checkins <= goal * over_selection:
         # Too few (or unknown) check-ins to be choosy: take everyone.
         return 1.0

@@ -13,13 +13,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from flcore.errors import ConfigError, EmptyAggregate, SizeMismatch
+from flcore.errors import EmptyAggregate, InvalidParameter, SizeMismatch
 
 
 def _check_weight(weight: float) -> float:
     weight = float(weight)
     if not math.isfinite(weight) or weight < 0:
-        raise ConfigError(f"weight must be finite and >= 0, got {weight}")
+        raise InvalidParameter(f"weight must be finite and >= 0, got {weight}")
     return weight
 
 
@@ -31,7 +31,7 @@ class StreamingWeightedSum:
     def __init__(self, size: int) -> None:
         """Start an empty sum for flat vectors of ``size`` scalars."""
         if size < 0:
-            raise ConfigError(f"size must be >= 0, got {size}")
+            raise InvalidParameter(f"size must be >= 0, got {size}")
         self._acc = np.zeros(size, dtype=np.float64)
         self._scratch = np.empty(size, dtype=np.float64)
         self._total_weight = 0.0

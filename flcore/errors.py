@@ -1,13 +1,16 @@
 """Exceptions of the pure core.
 
 Rejected updates and declined devices are *data* (``Rejection``, ``RetryAfter``),
-never exceptions. Exceptions mean a caller broke a contract: bad configuration,
-arrays of the wrong size, an impossible request.
+never exceptions. Exceptions mean a caller broke a contract: a bad hyper-parameter or argument,
+arrays of the wrong size, an impossible request. Settings of a process (flags,
+``FL_*`` variables) are not the core's business: a role's configuration turns
+an :class:`InvalidParameter` into ``flproc.errors.SettingError`` naming the
+setting.
 
 Hierarchy::
 
     FlcoreError
-    ├── ConfigError           (also ValueError) bad hyper-parameter or unknown name
+    ├── InvalidParameter      (also ValueError) bad hyper-parameter, argument or unknown name
     ├── SizeMismatch          (also ValueError) vectors of different lengths were combined
     └── EmptyAggregate        a weighted mean was asked of nothing (total weight 0)
 """
@@ -19,8 +22,8 @@ class FlcoreError(Exception):
     """Base class of every error raised by flcore."""
 
 
-class ConfigError(FlcoreError, ValueError):
-    """A hyper-parameter, name or setting is invalid; the message names it."""
+class InvalidParameter(FlcoreError, ValueError):
+    """A hyper-parameter, argument or name is invalid; the message names it."""
 
 
 class SizeMismatch(FlcoreError, ValueError):

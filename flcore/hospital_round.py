@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from flcore.errors import ConfigError
+from flcore.errors import InvalidParameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class HospitalRound:
 
     def __post_init__(self) -> None:
         if self.goal <= 0:
-            raise ConfigError(f"goal must be > 0, got {self.goal}")
+            raise InvalidParameter(f"goal must be > 0, got {self.goal}")
 
     @property
     def is_open(self) -> bool:
@@ -70,7 +70,9 @@ def advance_hospital(
         return state, None
     if isinstance(event, UpdateAccepted):
         if event.round_id != state.round_id:
-            raise ConfigError(f"update for round {event.round_id} folded into {state.round_id}")
+            raise InvalidParameter(
+                f"update for round {event.round_id} folded into {state.round_id}"
+            )
         state = replace(
             state, accepted=state.accepted + 1, total_weight=state.total_weight + event.weight
         )

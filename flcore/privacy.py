@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from flcore.errors import ConfigError
+from flcore.errors import InvalidParameter
 
 
 def l2_norm(vector: np.ndarray) -> float:
@@ -24,7 +24,7 @@ def l2_norm(vector: np.ndarray) -> float:
 def clip_l2(update: np.ndarray, bound: float) -> tuple[np.ndarray, float]:
     """Scale ``update`` down to L2 norm <= ``bound`` (0 = off); return (clipped, original norm)."""
     if not math.isfinite(bound) or bound < 0:
-        raise ConfigError(f"clip bound must be finite and >= 0, got {bound}")
+        raise InvalidParameter(f"clip bound must be finite and >= 0, got {bound}")
     norm = l2_norm(update)
     if bound == 0 or norm <= bound:
         return update.copy(), norm
@@ -36,7 +36,7 @@ def clip_l2(update: np.ndarray, bound: float) -> tuple[np.ndarray, float]:
 def add_gaussian_noise(vector: np.ndarray, stddev: float, rng: np.random.Generator) -> np.ndarray:
     """Return ``vector`` plus i.i.d. N(0, stddev^2) noise drawn from ``rng``; same dtype."""
     if not math.isfinite(stddev) or stddev < 0:
-        raise ConfigError(f"noise stddev must be finite and >= 0, got {stddev}")
+        raise InvalidParameter(f"noise stddev must be finite and >= 0, got {stddev}")
     if stddev == 0:
         return vector.copy()
     noise = rng.normal(0.0, stddev, size=vector.shape)
@@ -46,7 +46,7 @@ def add_gaussian_noise(vector: np.ndarray, stddev: float, rng: np.random.Generat
 def central_noise_stddev(noise_multiplier: float, clip_bound: float, num_updates: int) -> float:
     """Standard deviation of the noise to add to the mean of ``num_updates`` clipped updates."""
     if noise_multiplier < 0 or clip_bound < 0 or num_updates <= 0:
-        raise ConfigError(
+        raise InvalidParameter(
             "need noise_multiplier >= 0, clip_bound >= 0 and num_updates > 0, got "
             f"{noise_multiplier}, {clip_bound}, {num_updates}"
         )

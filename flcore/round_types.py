@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from flcore.errors import ConfigError
+from flcore.errors import InvalidParameter
 
 
 class Phase(StrEnum):
@@ -44,19 +44,19 @@ class RoundTerms:
 
     def __post_init__(self) -> None:
         if not self.goals:
-            raise ConfigError("goals: a round needs at least one hospital")
+            raise InvalidParameter("goals: a round needs at least one hospital")
         for hospital, goal in self.goals.items():
             if goal <= 0:
-                raise ConfigError(f"goals[{hospital!r}] must be > 0, got {goal}")
+                raise InvalidParameter(f"goals[{hospital!r}] must be > 0, got {goal}")
         if not self.selection_deadline_ms <= self.deadline_ms:
-            raise ConfigError("selection_deadline_ms must not be after deadline_ms")
+            raise InvalidParameter("selection_deadline_ms must not be after deadline_ms")
         if self.close_grace_ms < 0:
-            raise ConfigError(f"close_grace_ms must be >= 0, got {self.close_grace_ms}")
+            raise InvalidParameter(f"close_grace_ms must be >= 0, got {self.close_grace_ms}")
         if self.over_selection < 1:
-            raise ConfigError(f"over_selection must be >= 1, got {self.over_selection}")
+            raise InvalidParameter(f"over_selection must be >= 1, got {self.over_selection}")
         for name in ("min_hospital_fraction", "min_update_fraction"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise InvalidParameter(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
     def admission_target(self, hospital: str) -> int:
         """Devices to admit at ``hospital``: its goal times the over-selection factor."""

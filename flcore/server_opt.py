@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from flcore.errors import ConfigError, SizeMismatch
+from flcore.errors import InvalidParameter, SizeMismatch
 
 
 @dataclass(frozen=True)
@@ -184,22 +184,22 @@ SERVER_OPTIMIZERS: tuple[str, ...] = tuple(_FACTORIES)
 
 
 def make_server_optimizer(name: str, **hparams: float) -> ServerOptimizer:
-    """Build a server optimizer by name; unknown names or hyper-parameters raise ConfigError."""
+    """Build a server optimizer by name; bad names or hyper-parameters raise InvalidParameter."""
     key = name.strip().lower()
     if key not in _FACTORIES:
-        raise ConfigError(
+        raise InvalidParameter(
             f"unknown server optimizer {name!r}; choose one of {', '.join(_FACTORIES)}"
         )
     cls = _FACTORIES[key]
     allowed = {"eta"} if cls is FedAvg else {"eta", "beta1", "beta2", "tau"}
     unknown = set(hparams) - allowed
     if unknown:
-        raise ConfigError(
+        raise InvalidParameter(
             f"{key}: unknown hyper-parameter(s) {sorted(unknown)}; allowed {sorted(allowed)}"
         )
     for hp, value in hparams.items():
         ok = value > 0 if hp in {"eta", "tau"} else 0 <= value < 1
         if not ok:
-            raise ConfigError(f"{key}: {hp}={value} out of range")
+            raise InvalidParameter(f"{key}: {hp}={value} out of range")
     optimizer: ServerOptimizer = cls(**hparams)
     return optimizer

@@ -27,7 +27,7 @@ import hmac
 import struct
 
 from flcore._canonical import encode_fields
-from flcore.errors import ConfigError
+from flcore.errors import InvalidParameter
 from flcore.rejection import Rejection, RejectReason
 
 TOKEN_VERSION = 1
@@ -63,9 +63,9 @@ def issue_token(
 ) -> bytes:
     """Return a 41-byte token admitting ``device_id`` of ``hospital_id`` to one round."""
     if not secret:
-        raise ConfigError("token secret must not be empty")
+        raise InvalidParameter("token secret must not be empty")
     if not 0 <= expires_at_ms < 2**63:
-        raise ConfigError(f"expires_at_ms out of range: {expires_at_ms}")
+        raise InvalidParameter(f"expires_at_ms out of range: {expires_at_ms}")
     mac = _mac(secret, model, round_id, base_version, device_id, hospital_id, expires_at_ms)
     return _HEADER.pack(TOKEN_VERSION, expires_at_ms) + mac
 

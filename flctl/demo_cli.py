@@ -1,19 +1,82 @@
-"""``flctl demo``: the command line of the federated training demo."""
+"""``flctl demo``: the command line of the federated training demo.
+
+Exit codes: 0 trained, 1 a bus or a local broker failed (one line naming it),
+2 a bad setting or input (one line naming the flag and variable).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flcore.errors import ConfigError as CoreConfigError
-from flctl.roles.coordinator import add_round_options, round_settings
+from flbus.errors import BusError
+from flctl.roles.coordinator import PARTITION
+from flctl.roles.devices import ALPHA, AVAILABILITY, DEVICES_PER_HOSPITAL, DROPOUT
+from flproc.errors import SettingError
+from flproc.health import EXIT_BUS_FAILED, failure_among
 from flproc.logs import prepare_process
-from flproc.options import Subparsers, env_option
-from flsim.errors import ExperimentError
+from flproc.parsers import Range, integer, path
+from flproc.redaction import redact
+from flproc.settings import (
+    EXIT_BAD_SETTING,
+    KAFKA_BOOTSTRAP,
+    LOG_LEVEL,
+    MQTT_URL,
+    Setting,
+    Subparsers,
+    add_settings,
+    amend,
+    explain,
+    resolve,
+)
+from flsim.errors import SimulationError
 from modelzoo import ZooError
-from services.coordinator.errors import ConfigError
+from services.coordinator.config import MODELS, ROUND_SETTINGS, SEED, RoundSettings
+
+if TYPE_CHECKING:
+    from flctl.demo import DemoOptions
+
+PROG = "flctl demo"
+DEMO_LOG_LEVEL = LOG_LEVEL.but(default="warning", help="service log lines shown")
+
+# The demo's rounds are the coordinator's, with a finite count and shorter timeouts.
+DEMO_ROUNDS = amend(
+    amend(
+        amend(ROUND_SETTINGS, "rounds", parse=integer(Range(1)),
+              help="rounds per model; the demo runs a finite count (>= 1; flctl coordinator "
+              "also takes 0 = forever)"),
+        "round_timeout_ms", default="10"),
+    "selection_window_ms", default="2",
+)  # fmt: skip
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("brokers", "--brokers", "FL_DEMO_BROKERS",
+            "memory: in-process buses; local: start a local Mosquitto and Kafka for the run",
+            default="memory", choices=("memory", "local")),
+    MQTT_URL.but(flag="--mqtt", default=None, help="use this running MQTT broker (with --kafka)"),
+    KAFKA_BOOTSTRAP.but(flag="--kafka", default=None,
+                        help="use this running Kafka (with --mqtt)"),
+    MODELS.but(help="zoo models to train side by side (digits_mlp, digits_cnn, breast_cancer)"),
+    Setting("hospitals", "--hospitals", "FL_DEMO_HOSPITALS", "hospitals",
+            integer(Range(1)), "3"),
+    DEVICES_PER_HOSPITAL,
+    *DEMO_ROUNDS,
+    ALPHA,
+    SEED.but(help="seed of splits and weights"),
+    PARTITION,
+    Setting("init_weights", "--init-weights", "FL_INIT_WEIGHTS",
+            ".npz of initial parameters by name, for the model whose parameters it holds", path),
+    DROPOUT,
+    AVAILABILITY,
+    Setting("selectors", "--selectors", "FL_DEMO_SELECTORS",
+            "selector replicas on one shared subscription", integer(Range(1)), "2"),
+    Setting("out", "--out", "FL_DEMO_OUT",
+            "write report.json, accuracy.png and the registry here", path),
+    DEMO_LOG_LEVEL,
+)  # fmt: skip
+"""Every setting of ``flctl demo``, in ``--help`` order."""
 
 
 def register(subparsers: Subparsers) -> None:
@@ -24,104 +87,69 @@ def register(subparsers: Subparsers) -> None:
         description="Train models across simulated hospitals and devices with the real "
         "coordinator, selectors, hospital aggregators and SDK devices (ONNX Runtime "
         "training). Shows a line per finished round and a summary table; with --out, "
-        "writes report.json and accuracy.png.",
+        "writes report.json and accuracy.png. Exit codes: 0 trained, 1 a broker failed, "
+        "2 a bad setting.",
         epilog="Examples:\n  flctl demo\n  flctl demo --brokers local --rounds 5\n"
         "  flctl demo --mqtt mqtt://127.0.0.1:1883 --kafka 127.0.0.1:9092\n"
-        "  flctl demo --models digits_mlp --server-optimizer fedadam --out out/",
+        "  flctl demo --models digits_mlp --server-optimizer fedavg --out out/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    opt = env_option
-    opt(
-        p,
-        "--brokers",
-        env="FL_DEMO_BROKERS",
-        default="memory",
-        help="memory: in-process buses; local: start a local Mosquitto and Kafka for the run",
-    )
-    opt(p, "--mqtt", env="FL_MQTT_URL", help="use this running MQTT broker (with --kafka)")
-    opt(p, "--kafka", env="FL_KAFKA_BOOTSTRAP", help="use this running Kafka (with --mqtt)")
-    opt(
-        p,
-        "--models",
-        env="FL_MODELS",
-        default="digits_mlp,breast_cancer",
-        help="zoo models to train side by side (digits_mlp, digits_cnn, breast_cancer)",
-    )
-    opt(p, "--hospitals", env="FL_DEMO_HOSPITALS", type=int, default=3, help="hospitals")
-    opt(p, "--devices", env="FL_DEMO_DEVICES", type=int, default=10,
-        help="devices per hospital")  # fmt: skip
-    # FedAdam: plain FedAvg needs ~3x the rounds on this non-IID split (bench.accuracy).
-    add_round_options(p, round_timeout=10.0, selection_window=2.0, server_optimizer="fedadam")
-    opt(
-        p,
-        "--alpha",
-        env="FL_ALPHA",
-        type=float,
-        default=0.5,
-        help="Dirichlet concentration of the non-IID split (smaller: more skewed)",
-    )
-    opt(p, "--seed", env="FL_SEED", type=int, default=0, help="seed of splits and weights")
-    opt(p, "--partition", env="FL_PARTITION",
-        help="JSON split {dataset, test, devices:[{hospital, device, train}]} instead of "
-        "the Dirichlet one; every model of --models trains on it, so name only models of "
-        "its dataset (a digits split: --models digits_mlp or digits_cnn)")  # fmt: skip
-    opt(
-        p,
-        "--init-weights",
-        env="FL_INIT_WEIGHTS",
-        help=".npz of initial parameters by name, for the model whose parameters it holds",
-    )
-    opt(p, "--dropout", env="FL_DROPOUT", type=float, default=0.0,
-        help="probability a device vanishes mid-round")  # fmt: skip
-    opt(
-        p,
-        "--availability",
-        env="FL_AVAILABILITY",
-        default="always",
-        help="always, or nights: devices train on a few compressed nights a week",
-    )
-    opt(p, "--selectors", env="FL_DEMO_SELECTORS", type=int, default=2,
-        help="selector replicas on one shared subscription")  # fmt: skip
-    opt(p, "--out", env="FL_DEMO_OUT", help="write report.json, accuracy.png and the registry")
-    opt(p, "--log-level", env="FL_LOG_LEVEL", default="warning",
-        help="service log lines shown (debug, info, warning)")  # fmt: skip
+    add_settings(p, SETTINGS)
     p.add_argument("--quiet", action="store_true", help="no per-round progress lines")
     p.set_defaults(handler=main)
 
 
+def options_from_args(args: argparse.Namespace) -> DemoOptions:
+    """The demo's options from flags, ``FL_*`` variables and defaults (raises SettingError)."""
+    from flctl.demo import DemoOptions
+
+    v = resolve(args, SETTINGS)
+    external = v["mqtt_url"] is not None or v["kafka_bootstrap"] is not None
+    return DemoOptions(
+        models=v["models"],
+        hospitals=v["hospitals"],
+        devices=v["devices_per_hospital"],
+        rounds=RoundSettings.from_settings(v),
+        alpha=v["alpha"],
+        seed=v["seed"],
+        partition=v["partition"],
+        init_weights=v["init_weights"],
+        dropout=v["dropout"],
+        availability=v["availability"],
+        selectors=v["selectors"],
+        brokers="external" if external else v["brokers"],
+        mqtt_url=v["mqtt_url"],
+        kafka_bootstrap=v["kafka_bootstrap"],
+        out=v["out"],
+    )
+
+
 def main(args: argparse.Namespace) -> int:
-    """Run the demo; exit 2 on bad input (with the reason), 1 if a role failed."""
-    from flctl.demo import DemoOptions, run_demo
+    """Run the demo; exit 2 on a bad setting or input, 1 if a broker failed."""
+    from flctl.brokers import BrokerError
+    from flctl.demo import run_demo
     from flctl.report import summary_table, write_outputs
 
-    prepare_process("console", args.log_level)
-    brokers = args.brokers
-    if args.mqtt or args.kafka:
-        brokers = "external"
+    def fail(line: str, code: int) -> int:
+        print(f"{PROG}: {redact(line)}", file=sys.stderr, flush=True)
+        return code
+
     try:
-        opts = DemoOptions(
-            models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-            hospitals=args.hospitals,
-            devices=args.devices,
-            rounds=round_settings(args),
-            alpha=args.alpha,
-            seed=args.seed,
-            partition=Path(args.partition) if args.partition else None,
-            init_weights=Path(args.init_weights) if args.init_weights else None,
-            dropout=args.dropout,
-            availability=args.availability,
-            selectors=args.selectors,
-            brokers=brokers,
-            mqtt_url=args.mqtt,
-            kafka_bootstrap=args.kafka,
-            out=Path(args.out) if args.out else None,
-        )
+        prepare_process("console", resolve(args, (DEMO_LOG_LEVEL,))["log_level"])
+        opts = options_from_args(args)
         report = asyncio.run(run_demo(opts, progress_stream=None if args.quiet else sys.stderr))
-    except (ValueError, ConfigError, CoreConfigError, ExperimentError, OSError, ZooError) as e:
-        print(f"flctl demo: {e}", file=sys.stderr)
-        return 2
+    except BaseException as exc:
+        bad = failure_among(exc, (SettingError,))
+        if isinstance(bad, SettingError):
+            return fail(explain(bad, SETTINGS), EXIT_BAD_SETTING)
+        if (broken := failure_among(exc, (BusError, BrokerError))) is not None:
+            return fail(str(broken), EXIT_BUS_FAILED)
+        wrong = failure_among(exc, (ValueError, SimulationError, OSError, ZooError))
+        if wrong is None:
+            raise
+        return fail(str(wrong), EXIT_BAD_SETTING)
     print(summary_table(report))
     if opts.out:
-        for path in write_outputs(report, opts.out):
-            print(f"wrote {path}")
+        for path_ in write_outputs(report, opts.out):
+            print(f"wrote {path_}")
     return 0

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flbus.port import LogBus, Record
-from flproc.options import Subparsers, env_option
+from flproc.errors import SettingError
+from flproc.settings import KAFKA_BOOTSTRAP, Subparsers, add_settings, explain, resolve
 from schemas import (
     AuditEvent,
     EvaluationReport,
@@ -186,8 +187,7 @@ def register(subparsers: Subparsers) -> None:
         "report, filtered by model and round.",
         epilog="Example: flctl replay --model digits_mlp --round 3",
     )
-    env_option(p, "--kafka-bootstrap", env="FL_KAFKA_BOOTSTRAP", default="127.0.0.1:9092",
-               help="Kafka bootstrap servers")  # fmt: skip
+    add_settings(p, (KAFKA_BOOTSTRAP,))
     p.add_argument("--model", help="only this model")
     p.add_argument("--round", type=int, help="only this round (and its model's versions)")
     p.add_argument("--since", help="start at this UTC time, e.g. 2026-11-28T05:00:00")
@@ -208,6 +208,11 @@ def main(args: argparse.Namespace) -> int:
     from flproc.logs import configure_logging
 
     configure_logging("console", "warning")
+    try:
+        kafka_bootstrap = resolve(args, (KAFKA_BOOTSTRAP,))["kafka_bootstrap"]
+    except SettingError as e:
+        print(f"flctl replay: {explain(e, (KAFKA_BOOTSTRAP,))}", file=sys.stderr)
+        return 2
     since_ms = None
     if args.since:
         try:
@@ -219,7 +224,7 @@ def main(args: argparse.Namespace) -> int:
             return 2
 
     async def run() -> tuple[list[Fact], int]:
-        async with KafkaBus(args.kafka_bootstrap, client_id="flctl-replay") as bus:
+        async with KafkaBus(kafka_bootstrap, client_id="flctl-replay") as bus:
             return await replay(bus, args.model, args.round, since_ms)
 
     try:

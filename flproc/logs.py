@@ -7,12 +7,14 @@ import sys
 
 import structlog
 
+from flproc.redaction import redact_event
 
-def configure_logging(fmt: str = "json", level: str = "info") -> None:
-    """Configure structlog once per process: ``fmt`` is "json" or "console"."""
+
+def configure_logging(log_format: str = "json", log_level: str = "info") -> None:
+    """Configure structlog once per process: ``log_format`` is "json" or "console"."""
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
-        if fmt == "json"
+        if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
@@ -20,17 +22,18 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_event,  # a broker URL's password never reaches a log line
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
+            logging.getLevelNamesMapping()[log_level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
 
 
-def prepare_process(fmt: str = "json", level: str = "info") -> None:
+def prepare_process(log_format: str = "json", log_level: str = "info") -> None:
     """Start-up of a service process: logging, and heap reuse for large payloads.
 
     Chunked updates and partials allocate megabyte buffers; glibc's default
@@ -39,5 +42,5 @@ def prepare_process(fmt: str = "json", level: str = "info") -> None:
     """
     from flproc.tuning import reuse_heap_buffers
 
-    configure_logging(fmt, level)
+    configure_logging(log_format, log_level)
     reuse_heap_buffers()

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import structlog
 
-from device_sdk.client import Device, DeviceConfig, wall_ms
+from device_sdk.client import Device, DeviceConfig
 from device_sdk.eligibility import (
     ConditionsProvider,
     DeviceConditions,
@@ -32,6 +32,7 @@ from device_sdk.eligibility import (
 )
 from flbus.errors import BusError
 from flbus.port import PubSubBus
+from flproc.clock import wall_ms
 from flsim.datasets import model_dataset
 from flsim.partition import Partition
 from modelzoo.registry import get_spec

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ from typing import Any
 
 from flctl.demo.buses import Buses
 from flctl.demo.options import DemoOptions
-from flsim.errors import ExperimentError
+from flproc.clock import wall_ms
+from flproc.errors import SettingError
 from flsim.experiment import Experiment
 from flsim.population import Population
 from flstore import ModelStore
@@ -35,11 +35,6 @@ from services.coordinator.evaluation import OnnxEvaluator
 from services.coordinator.init_weights import read_npz
 from services.selector.app import build as build_selector
 from services.selector.config import EligibilityPolicy, SelectorConfig
-
-
-def wall_ms() -> int:
-    """Milliseconds since the Unix epoch."""
-    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -178,14 +173,15 @@ def init_weights_for(opts: DemoOptions) -> dict[str, Path]:
     """Which model ``--init-weights`` belongs to: the one whose parameter names it holds."""
     if opts.init_weights is None:
         return {}
-    names = set(read_npz(opts.init_weights, "--init-weights"))
+    names = set(read_npz(opts.init_weights, "init_weights"))
     for model in opts.models:
         if set(get_spec(model).param_manifest().names) <= names:
             return {model: opts.init_weights}
     expected = "; ".join(
         f"{model}: {get_spec(model).param_manifest().describe()}" for model in opts.models
     )
-    raise ExperimentError(
-        f"--init-weights: {opts.init_weights} holds {sorted(names)}, which are not all the "
-        f"parameters of any model of the run. Expected, by model: {expected}"
+    raise SettingError(
+        "init_weights",
+        f"{opts.init_weights} holds {sorted(names)}, which are not all the parameters of any "
+        f"model of the run. Expected, by model: {expected}",
     )

@@ -1,184 +1,145 @@
-"""``flctl devices``: run a simulated device population against a real MQTT broker."""
+"""``flctl devices``: run a simulated device population against a real MQTT broker.
+
+Its settings (:data:`SETTINGS`) live here, not in the device SDK: an app that
+embeds the SDK configures its one device in code. The split settings
+(:data:`SPLIT`) are the ones ``flctl coordinator`` and ``flctl demo`` read too,
+so every role derives the same split from the same names.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
+from flbus.errors import BusError
+from flproc.errors import SettingError
 from flproc.health import run_service
-from flproc.logs import prepare_process
-from flproc.options import env_option
-from flsim.experiment import hospital_ids, make_experiment
+from flproc.parsers import Range, integer, number, path
+from flproc.settings import (
+    EXIT_BAD_SETTING,
+    LOG_FORMAT,
+    MQTT_URL,
+    Setting,
+    Subparsers,
+    add_settings,
+    resolve,
+)
+from flproc.startup import start
+from flsim.experiment import make_experiment
 from flsim.population import AVAILABILITIES, Population
+from services.coordinator.config import HOSPITALS, MODELS, SEED
 
-Subparsers = Any
+NAME, PROG = "devices", "flctl devices"
 
+DEVICES_PER_HOSPITAL = Setting(
+    "devices_per_hospital", "--devices-per-hospital", "FL_DEVICES_PER_HOSPITAL",
+    "devices in each hospital of the seeded split", integer(Range(1)), "10",
+)  # fmt: skip
+ALPHA = Setting(
+    "alpha", "--alpha", "FL_ALPHA",
+    "Dirichlet concentration of the non-IID split (smaller: more skewed)",
+    number(Range(0, low_open=True)), "0.5",
+)  # fmt: skip
+SPLIT: tuple[Setting, ...] = (
+    HOSPITALS.but(help="hospitals of the split: a count (3 = h0,h1,h2) or the ids h0,h1,..."),
+    DEVICES_PER_HOSPITAL,
+    ALPHA,
+    SEED,
+)
+"""The seeded split every role derives: hospitals, devices per hospital, alpha, seed."""
 
-def _models(text: str) -> tuple[str, ...]:
-    from modelzoo.registry import get_spec
+DROPOUT = Setting("dropout", "--dropout", "FL_DROPOUT", "probability a device vanishes mid-round",
+                  number(Range(0, 1)), "0")  # fmt: skip
+AVAILABILITY = Setting(
+    "availability", "--availability", "FL_AVAILABILITY",
+    "always, or nights: devices train on a few compressed nights a week",
+    default="always", choices=AVAILABILITIES,
+)  # fmt: skip
 
-    names = tuple(m.strip() for m in text.split(",") if m.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("--models needs at least one model name")
-    for name in names:
-        try:
-            get_spec(name)
-        except Exception as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return names
+SETTINGS: tuple[Setting, ...] = (
+    MQTT_URL,
+    *SPLIT,
+    MODELS.but(help="models installed on every device, comma separated"),
+    DROPOUT,
+    AVAILABILITY,
+    Setting("week_seconds", "--week-seconds", "FL_WEEK_SECONDS",
+            "wall seconds one simulated week lasts (nights availability)",
+            number(Range(0, low_open=True)), "60"),
+    Setting("max_slowdown", "--max-slowdown", "FL_MAX_SLOWDOWN",
+            "devices train up to this many times slower (uniform in [1, x])",
+            number(Range(1)), "1"),
+    Setting("workers", "--workers", "FL_DEVICE_WORKERS", "training threads shared by all devices",
+            integer(Range(1)), "1"),
+    Setting("storage_dir", "--storage-dir", "FL_DEVICE_STORAGE",
+            "per-device stores, ledgers and artifacts (beside the other local state)",
+            path, ".fl/devices"),
+)  # fmt: skip
+"""Every setting of a simulated device population, in ``--help`` order."""
 
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
+LOGGING = (LOG_FORMAT.but(default="console"),)
 
 
 def register(subparsers: Subparsers) -> None:
     """Add ``flctl devices``."""
     p = subparsers.add_parser(
-        "devices",
+        NAME,
         help="run a simulated device population (the device SDK) against an MQTT broker",
         description="K simulated devices in one process, each a real device_sdk.Device with "
         "its own MQTT session (client id = device id), its Dirichlet shard of the bundled "
-        "data, availability windows, dropout and slower/faster training.",
+        "data, availability windows, dropout and slower/faster training. "
+        "Exit codes: 0 stopped, 2 a bad setting (an unreachable broker is retried).",
     )
-    env_option(
-        p,
-        "--mqtt-url",
-        env="FL_MQTT_URL",
-        default="mqtt://127.0.0.1:1883",
-        help="MQTT broker URL (device plane)",
-    )
-    env_option(
-        p,
-        "--hospitals",
-        env="FL_HOSPITALS",
-        default="h0,h1,h2",
-        help="hospitals: a count (3 = h0,h1,h2) or the ids h0,h1,... of the split",
-    )
-    env_option(
-        p,
-        "--devices-per-hospital",
-        env="FL_DEVICES_PER_HOSPITAL",
-        type=int,
-        default=10,
-        help="devices in each hospital",
-    )
-    env_option(
-        p,
-        "--models",
-        env="FL_MODELS",
-        type=_models,
-        default="digits_mlp,breast_cancer",
-        help="installed models, comma separated",
-    )
-    env_option(
-        p,
-        "--alpha",
-        env="FL_ALPHA",
-        type=float,
-        default=0.5,
-        help="Dirichlet concentration of the non-IID split",
-    )
-    env_option(p, "--seed", env="FL_SEED", type=int, default=0, help="split and device seed")
-    env_option(
-        p,
-        "--dropout",
-        env="FL_DROPOUT",
-        type=_probability,
-        default=0.0,
-        help="probability a device vanishes mid-round",
-    )
-    p.add_argument(
-        "--availability",
-        choices=AVAILABILITIES,
-        default=_env_choice("FL_AVAILABILITY", "always"),
-        help="always, or some nights a week in compressed time [env FL_AVAILABILITY]",
-    )
-    env_option(
-        p,
-        "--week-seconds",
-        env="FL_WEEK_SECONDS",
-        type=float,
-        default=60.0,
-        help="wall seconds one simulated week lasts (nights availability)",
-    )
-    env_option(
-        p,
-        "--max-slowdown",
-        env="FL_MAX_SLOWDOWN",
-        type=float,
-        default=1.0,
-        help="devices train up to this many times slower (uniform in [1, x])",
-    )
-    env_option(
-        p,
-        "--workers",
-        env="FL_DEVICE_WORKERS",
-        type=int,
-        default=1,
-        help="training threads shared by all devices",
-    )
-    env_option(
-        p,
-        "--storage-dir",
-        env="FL_DEVICE_STORAGE",
-        type=Path,
-        default=Path(".fl/devices"),  # beside the other local state, git-ignored
-        help="per-device stores, ledgers and artifacts",
-    )
-    env_option(p, "--log-format", env="FL_LOG_FORMAT", default="console", help="json or console")
+    add_settings(p, (*SETTINGS, *LOGGING))
     p.set_defaults(handler=run_devices)
 
 
-def _env_choice(name: str, default: str) -> str:
-    import os
-
-    return os.environ.get(name) or default
+def population_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The population's settings from flags, ``FL_*`` variables and defaults."""
+    values = resolve(args, SETTINGS)
+    hospitals = values["hospitals"]
+    if hospitals != HOSPITALS.read(str(len(hospitals))):
+        raise SettingError(
+            "hospitals",
+            f"the split names them h0..h{len(hospitals) - 1}, got {','.join(hospitals)}",
+        )
+    return values
 
 
 def run_devices(args: argparse.Namespace) -> int:
-    """Build the population from the flags and run it until SIGINT/SIGTERM."""
+    """Build the population from the settings and run it until SIGINT/SIGTERM."""
     from flbus.mqtt import MqttBus
     from modelzoo.ort_compat import quiet_native_warnings
 
-    prepare_process(args.log_format, "info")  # logs, and heap reuse for chunked payloads
+    settings = start(NAME, args, SETTINGS, lambda: population_settings(args), logging=LOGGING,
+                     prog=PROG)  # fmt: skip
+    if settings is None:
+        return EXIT_BAD_SETTING
     quiet_native_warnings()
-    models = args.models if isinstance(args.models, tuple) else _models(args.models)
-    hospitals = hospital_ids(args.hospitals)
-    if hospitals != hospital_ids(str(len(hospitals))):
-        print(f"flctl devices: --hospitals: the split names them h0..h{len(hospitals) - 1}, "
-              f"got {','.join(hospitals)}", file=sys.stderr)  # fmt: skip
-        return 2
-    # The split every role derives from the same flags (flctl coordinator too).
+    # The split every role derives from the same settings (flctl coordinator too).
     partitions = make_experiment(
-        models,
-        hospitals=len(hospitals),
-        devices_per_hospital=args.devices_per_hospital,
-        alpha=args.alpha,
-        seed=args.seed,
+        settings["models"],
+        hospitals=len(settings["hospitals"]),
+        devices_per_hospital=settings["devices_per_hospital"],
+        alpha=settings["alpha"],
+        seed=settings["seed"],
     ).partitions
-    url = args.mqtt_url
+    url = settings["mqtt_url"]
 
     async def serve(stop: asyncio.Event) -> None:
-        with ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="train") as pool:
+        with ThreadPoolExecutor(settings["workers"], thread_name_prefix="train") as pool:
             population = Population.from_partition(
                 partitions,
                 lambda device_id: MqttBus(url, client_id=device_id),
-                args.storage_dir,
-                dropout=args.dropout,
-                availability=args.availability,
-                seed=args.seed,
+                settings["storage_dir"],
+                dropout=settings["dropout"],
+                availability=settings["availability"],
+                seed=settings["seed"],
                 executor=pool,
-                week_seconds=args.week_seconds,
-                max_slowdown=args.max_slowdown,
+                week_seconds=settings["week_seconds"],
+                max_slowdown=settings["max_slowdown"],
             )
             await population.run(stop)
 
-    return run_service("devices", serve)
+    return run_service(NAME, serve, (BusError,), prog=PROG)

@@ -1,37 +1,37 @@
-"""Typed, validated settings of one hospital aggregator."""
+"""Typed, validated settings of one hospital aggregator, and how a user spells them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from flproc.errors import SettingError
+from flproc.parsers import Range, host_ports
+from flproc.settings import KAFKA_BOOTSTRAP, Setting
 from schemas._base import ID_RULE, is_valid_id
 from schemas.chunking import DEFAULT_TIMEOUT_MS
-from services.aggregator.errors import SettingError
+from services.common.settings import TOKEN_SECRET
 
-#: Setting name -> how a user spells it (CLI flag / environment variable).
-SETTINGS: dict[str, str] = {
-    "hospital": "--hospital / FL_HOSPITAL",
-    "kafka_bootstrap": "--kafka-bootstrap / FL_KAFKA_BOOTSTRAP",
-    "token_secret": "--token-secret / FL_TOKEN_SECRET",
-    "tick_ms": "--tick-ms / FL_AGGREGATOR_TICK_MS",
-    "group": "--group / FL_AGGREGATOR_GROUP",
-    "stream_timeout_ms": "--stream-timeout-ms / FL_AGGREGATOR_STREAM_TIMEOUT_MS",
-    "catch_up_idle_ms": "--catch-up-idle-ms / FL_AGGREGATOR_CATCH_UP_IDLE_MS",
-    "park_ms": "--park-ms / FL_AGGREGATOR_PARK_MS",
-    "park_limit": "--park-limit / FL_AGGREGATOR_PARK_LIMIT",
+_AT_LEAST_1, _AT_LEAST_0 = Range(1, integer=True), Range(0, integer=True)
+RANGES: dict[str, Range] = {
+    "tick_ms": _AT_LEAST_1,
+    "stream_timeout_ms": _AT_LEAST_1,
+    "catch_up_idle_ms": _AT_LEAST_0,
+    "park_ms": _AT_LEAST_0,
+    "park_limit": _AT_LEAST_0,
 }
-
-
-def _bad(name: str, problem: str) -> SettingError:
-    return SettingError(f"{name} ({SETTINGS[name]})", problem)
+"""The numbers each numeric field accepts (the config's check and its setting's parser)."""
 
 
 @dataclass(frozen=True, slots=True)
 class AggregatorConfig:
-    """Everything one aggregator process needs; validated on construction."""
+    """Everything one aggregator process needs; validated on construction.
+
+    Raises :class:`flproc.errors.SettingError` naming the field; the command
+    renders it with the flag and variable of :data:`SETTINGS`.
+    """
 
     hospital: str
-    token_secret: bytes
+    token_secret: bytes = field(repr=False)
     kafka_bootstrap: str = "127.0.0.1:9092"
     group: str = ""  # empty: aggregator.<hospital>
     tick_ms: int = 50  # how often deadlines are checked
@@ -42,28 +42,43 @@ class AggregatorConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.hospital, str) or not is_valid_id(self.hospital):
-            raise _bad("hospital", f"must be {ID_RULE}, got {self.hospital!r}")
+            raise SettingError("hospital", f"must be {ID_RULE}, got {self.hospital!r}")
         if not isinstance(self.token_secret, bytes) or not self.token_secret:
-            raise _bad("token_secret", "must be a non-empty secret shared with the selectors")
-        hosts = [h.strip() for h in self.kafka_bootstrap.split(",")]
-        if not all(h.rpartition(":")[2].isdigit() and h.rpartition(":")[0] for h in hosts):
-            raise _bad(
-                "kafka_bootstrap", f"must be host:port[,host:port], got {self.kafka_bootstrap!r}"
-            )
+            raise SettingError("token_secret", "must be a non-empty secret shared with selectors")
+        try:
+            host_ports(self.kafka_bootstrap)
+        except ValueError as exc:
+            raise SettingError("kafka_bootstrap", str(exc)) from None
         if self.group and not all(c.isalnum() or c in "._-" for c in self.group):
-            raise _bad("group", f"must be [A-Za-z0-9._-], got {self.group!r}")
-        for name, low in (
-            ("tick_ms", 1),
-            ("stream_timeout_ms", 1),
-            ("catch_up_idle_ms", 0),
-            ("park_ms", 0),
-            ("park_limit", 0),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise _bad(name, f"must be an integer >= {low}, got {value!r}")
+            raise SettingError("group", f"must be [A-Za-z0-9._-], got {self.group!r}")
+        for name, within in RANGES.items():
+            within.check(name, getattr(self, name))
 
     @property
     def consumer_group(self) -> str:
         """The consumer group of the updates topic."""
         return self.group or f"aggregator.{self.hospital}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("hospital", "--hospital", "FL_HOSPITAL", "hospital id this aggregator serves",
+            required=True),
+    KAFKA_BOOTSTRAP,
+    TOKEN_SECRET,
+    Setting("group", "--group", "FL_AGGREGATOR_GROUP",
+            "consumer group of the updates topic (empty: aggregator.<hospital>)", default=""),
+    Setting("tick_ms", "--tick-ms", "FL_AGGREGATOR_TICK_MS",
+            "how often round deadlines are checked (ms)", RANGES["tick_ms"].parse, "50"),
+    Setting("stream_timeout_ms", "--stream-timeout-ms", "FL_AGGREGATOR_STREAM_TIMEOUT_MS",
+            "an upload with no new chunk for this long is dropped (ms)",
+            RANGES["stream_timeout_ms"].parse, str(DEFAULT_TIMEOUT_MS)),
+    Setting("catch_up_idle_ms", "--catch-up-idle-ms", "FL_AGGREGATOR_CATCH_UP_IDLE_MS",
+            "start-up reads end after this long without a record (ms)",
+            RANGES["catch_up_idle_ms"].parse, "2000"),
+    Setting("park_ms", "--park-ms", "FL_AGGREGATOR_PARK_MS",
+            "how long an update may wait for its round's plan before it is rejected (ms)",
+            RANGES["park_ms"].parse, "10000"),
+    Setting("park_limit", "--park-limit", "FL_AGGREGATOR_PARK_LIMIT",
+            "updates waiting for their plan at most", RANGES["park_limit"].parse, "10000"),
+)  # fmt: skip
+"""Every setting of :class:`AggregatorConfig`, in ``--help`` order."""

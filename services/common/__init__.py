@@ -1,5 +1,6 @@
-"""What the services share below the command line: chunked streams on the buses.
+"""What the services share below the command line: chunked streams on the buses,
+and the settings more than one service reads.
 
 Not a service: services import it, and it imports no service. Process set-up
-(logging, heap reuse, signals, heartbeat) lives with the commands in ``flctl``.
+(settings machinery, logging, heap reuse, signals, heartbeat) lives in ``flproc``.
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 from flbus.port import LogBus
 from flcore.close import first_version
 from flcore.server_opt import ServerOptState
+from flproc.clock import Clock
 from flstore import ModelStore
 from modelzoo import flatten, generate_artifacts, get_spec
 from modelzoo.artifacts import INFO_FILE
@@ -39,7 +39,7 @@ def build(
     bus: LogBus,
     store: ModelStore,
     evaluator: Evaluator,
-    clock: Callable[[], int],
+    clock: Clock,
     executor: Executor | None = None,
 ) -> Coordinator:
     """A ready-to-run coordinator; models resume from the latest stored version.

@@ -1,16 +1,55 @@
-"""The coordinator's configuration, typed and checked at start-up."""
+"""The coordinator's configuration, typed and checked at start-up, and how a user spells it.
+
+Errors are :class:`flproc.errors.SettingError` naming the config field; the
+command renders them with the flag and variable of :data:`SETTINGS` and
+:data:`ROUND_SETTINGS`.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from flcore.errors import ConfigError as CoreConfigError
-from flcore.server_opt import ServerOptimizer, make_server_optimizer
-from modelzoo import model_names
-from services.coordinator.errors import ConfigError
+from flcore.errors import InvalidParameter
+from flcore.server_opt import SERVER_OPTIMIZERS, ServerOptimizer, make_server_optimizer
+from flproc.errors import SettingError
+from flproc.parsers import Range, ids_or_count, names, path, seconds_as_ms
+from flproc.settings import Setting
+from modelzoo import get_spec, model_names
+from modelzoo.errors import UnknownModelError
+
+_WHOLE_AT_LEAST_0, _WHOLE_AT_LEAST_1 = Range(0, integer=True), Range(1, integer=True)
+_WHOLE_ABOVE_0, _ABOVE_0 = Range(0, low_open=True, integer=True), Range(0, low_open=True)
+_AT_LEAST_0, _SHARE = Range(0), Range(0, 1)
+RANGES: dict[str, Range] = {
+    "rounds": _WHOLE_AT_LEAST_0,
+    "local_epochs": _WHOLE_AT_LEAST_1,
+    "max_steps": _WHOLE_AT_LEAST_0,
+    "batch_size": _WHOLE_AT_LEAST_1,
+    "learning_rate": _ABOVE_0,
+    "clip_norm": _AT_LEAST_0,
+    "noise_multiplier": _AT_LEAST_0,
+    "fraction": Range(0, 1, low_open=True),
+    "over_selection": Range(1),
+    "min_hospital_fraction": _SHARE,
+    "min_update_fraction": _SHARE,
+    "round_timeout_ms": _WHOLE_ABOVE_0,
+    "selection_window_ms": _WHOLE_ABOVE_0,
+    "close_grace_ms": _WHOLE_AT_LEAST_0,
+    "server_lr": _ABOVE_0,  # when given
+    "seed": _WHOLE_AT_LEAST_0,
+    "tick_ms": _WHOLE_ABOVE_0,
+}
+"""The numbers each numeric field accepts (the config's check and its setting's parser)."""
+
+
+_ROUND_NUMBERS = (
+    "rounds", "local_epochs", "max_steps", "batch_size", "learning_rate", "clip_norm",
+    "noise_multiplier", "fraction", "over_selection", "min_hospital_fraction",
+    "min_update_fraction", "round_timeout_ms", "selection_window_ms", "close_grace_ms",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -31,40 +70,50 @@ class RoundSettings:
     selection_window_ms: int = 2_000
     round_timeout_ms: int = 30_000
     close_grace_ms: int = 1_000
-    server_optimizer: str = "fedavg"
+    server_optimizer: str = "fedavg"  # the commands default to fedadam (ROUND_SETTINGS)
     server_lr: float | None = None  # None: the optimizer's default
 
     def __post_init__(self) -> None:
-        checks = {
-            "rounds": self.rounds >= 0,
-            "local_epochs": self.local_epochs >= 1,
-            "max_steps": self.max_steps >= 0,
-            "batch_size": self.batch_size >= 1,
-            "learning_rate": math.isfinite(self.learning_rate) and self.learning_rate > 0,
-            "clip_norm": self.clip_norm >= 0,
-            "noise_multiplier": self.noise_multiplier >= 0,
-            "fraction": 0 < self.fraction <= 1,
-            "over_selection": self.over_selection >= 1,
-            "min_hospital_fraction": 0 <= self.min_hospital_fraction <= 1,
-            "min_update_fraction": 0 <= self.min_update_fraction <= 1,
-            "selection_window_ms": 0 < self.selection_window_ms <= self.round_timeout_ms,
-            "round_timeout_ms": self.round_timeout_ms > 0,
-            "close_grace_ms": self.close_grace_ms >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"{name}={getattr(self, name)!r} is out of range")
+        for name in _ROUND_NUMBERS:
+            RANGES[name].check(name, getattr(self, name))
+        if self.selection_window_ms > self.round_timeout_ms:
+            raise SettingError(
+                "selection_window_ms",
+                f"must be at most the round timeout ({self.round_timeout_ms} ms), "
+                f"got {self.selection_window_ms} ms",
+            )
         if self.noise_multiplier > 0 and self.clip_norm == 0:
-            raise ConfigError("noise_multiplier > 0 needs clip_norm > 0 (noise is scaled by it)")
+            raise SettingError(
+                "noise_multiplier", "needs clip_norm > 0 (the noise is scaled by the clip norm)"
+            )
+        if self.server_lr is not None:
+            RANGES["server_lr"].check("server_lr", self.server_lr)
         self.make_optimizer()  # fails now, naming the setting, rather than after round 1
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> RoundSettings:
+        """The round settings among ``values`` (:func:`flproc.settings.resolve` output)."""
+        return cls(**{k: v for k, v in values.items() if k in _ROUND_FIELDS})
 
     def make_optimizer(self) -> ServerOptimizer:
         """The server optimizer these settings name."""
         hparams = {} if self.server_lr is None else {"eta": self.server_lr}
         try:
             return make_server_optimizer(self.server_optimizer, **hparams)
-        except CoreConfigError as e:
-            raise ConfigError(f"server_optimizer: {e}") from None
+        except InvalidParameter as e:
+            raise SettingError("server_optimizer", str(e)) from None
+
+
+_ROUND_FIELDS = frozenset(f.name for f in fields(RoundSettings))
+
+
+def _unknown_models(models: tuple[str, ...]) -> str | None:
+    for name in models:
+        try:
+            get_spec(name)
+        except UnknownModelError as e:
+            return str(e.args[0])
+    return None
 
 
 @dataclass(frozen=True)
@@ -82,17 +131,113 @@ class CoordinatorConfig:
 
     def __post_init__(self) -> None:
         if not self.models:
-            raise ConfigError("models: name at least one model")
-        unknown = [m for m in self.models if m not in model_names()]
+            raise SettingError("models", f"name at least one model of {list(model_names())}")
+        unknown = _unknown_models(self.models)
         if unknown:
-            raise ConfigError(f"models: unknown {unknown}; the zoo has {list(model_names())}")
+            raise SettingError("models", unknown)
         if not self.hospitals or len(set(self.hospitals)) != len(self.hospitals):
-            raise ConfigError(f"hospitals: need distinct hospital ids, got {self.hospitals}")
+            raise SettingError("hospitals", f"need distinct hospital ids, got {self.hospitals}")
         for hospital, count in self.population.items():
             if hospital not in self.hospitals or count < 0:
-                raise ConfigError(f"population: bad entry {hospital}={count}")
+                raise SettingError(
+                    "population", f"bad entry {hospital}={count} (hospitals: {self.hospitals})"
+                )
         for model in self.init_weights:
             if model not in self.models:
-                raise ConfigError(f"init_weights: {model!r} is not one of the models")
-        if self.tick_ms <= 0:
-            raise ConfigError(f"tick_ms must be > 0, got {self.tick_ms}")
+                raise SettingError("init_weights", f"{model!r} is not one of the models")
+        for name in ("seed", "tick_ms"):
+            RANGES[name].check(name, getattr(self, name))
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> CoordinatorConfig:
+        """The config from :func:`flproc.settings.resolve` over SETTINGS + ROUND_SETTINGS."""
+        rest = {k: v for k, v in values.items() if k not in _ROUND_FIELDS}
+        return cls(rounds=RoundSettings.from_settings(values), **rest)
+
+
+def _models(raw: str) -> tuple[str, ...]:
+    models = names(raw)
+    problem = _unknown_models(models) if models else "name at least one model"
+    if problem:
+        raise ValueError(problem)
+    return models
+
+
+def _population(raw: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in names(raw):
+        hospital, _, count = item.partition("=")
+        if not hospital or not count.strip().isdigit():
+            raise ValueError(f"must be hospital=count[,hospital=count...], got {raw!r}")
+        out[hospital.strip()] = int(count)
+    return out
+
+
+MODELS = Setting("models", "--models", "FL_MODELS", "zoo models to train, comma separated",
+                 _models, "digits_mlp,breast_cancer")  # fmt: skip
+HOSPITALS = Setting("hospitals", "--hospitals", "FL_HOSPITALS",
+                    "hospital ids, comma separated, or a count (3 = h0,h1,h2)",
+                    ids_or_count("h"), "h0,h1,h2")  # fmt: skip
+SEED = Setting("seed", "--seed", "FL_SEED", "seed of initial weights and splits",
+               RANGES["seed"].parse, "0")  # fmt: skip
+
+SETTINGS: tuple[Setting, ...] = (
+    MODELS,
+    HOSPITALS,
+    Setting("population", "--population", "FL_POPULATION",
+            "expected devices per hospital, e.g. h0=10,h1=10 (empty: learnt from check-ins)",
+            _population, ""),
+    Setting("artifacts_dir", "--artifacts-dir", "FL_ARTIFACTS_DIR",
+            "where ORT training artifacts are generated", path, ".fl/artifacts"),
+    SEED,
+)  # fmt: skip
+"""The settings of :class:`CoordinatorConfig` besides its rounds."""
+
+
+def _seconds(field: str) -> Callable[[str], int]:
+    return seconds_as_ms(RANGES[field])  # the bounds are 0: the same in seconds and ms
+
+
+def _rng(field: str) -> Callable[[str], Any]:
+    return RANGES[field].parse
+
+
+ROUND_SETTINGS: tuple[Setting, ...] = (
+    Setting("rounds", "--rounds", "FL_ROUNDS", "rounds per model (0: forever)", _rng("rounds"),
+            "30"),
+    Setting("local_epochs", "--local-epochs", "FL_LOCAL_EPOCHS",
+            "local epochs per device per round", _rng("local_epochs"), "1"),
+    Setting("max_steps", "--max-steps", "FL_MAX_STEPS",
+            "cap on local SGD steps per round (0: no cap)", _rng("max_steps"), "0"),
+    Setting("batch_size", "--batch-size", "FL_BATCH_SIZE", "local batch size",
+            _rng("batch_size"), "32"),
+    Setting("learning_rate", "--lr", "FL_LR", "device SGD learning rate",
+            _rng("learning_rate"), "0.1"),
+    Setting("fraction", "--fraction", "FL_FRACTION",
+            "devices per round as a fraction of the eligible ones", _rng("fraction"), "1.0"),
+    Setting("over_selection", "--over-selection", "FL_OVER_SELECTION",
+            "admit this many times the goal, to absorb dropouts", _rng("over_selection"), "1.3"),
+    Setting("server_optimizer", "--server-optimizer", "FL_SERVER_OPTIMIZER",
+            "how the server applies each round's mean update; fedadam (the demo's published "
+            "figures) needs about a third of fedavg's rounds on the non-IID split",
+            default="fedadam", choices=SERVER_OPTIMIZERS),
+    Setting("server_lr", "--server-lr", "FL_SERVER_LR",
+            "server learning rate (default: the optimizer's)", _rng("server_lr")),
+    Setting("clip_norm", "--clip-norm", "FL_CLIP_NORM",
+            "L2 bound on each device update (0: off)", _rng("clip_norm"), "0"),
+    Setting("noise_multiplier", "--noise-multiplier", "FL_NOISE_MULTIPLIER",
+            "central Gaussian noise in units of --clip-norm (0: off)",
+            _rng("noise_multiplier"), "0"),
+    Setting("round_timeout_ms", "--round-timeout", "FL_ROUND_TIMEOUT",
+            "seconds before a round closes on the hospitals that reported",
+            _seconds("round_timeout_ms"), "30"),
+    Setting("selection_window_ms", "--selection-window", "FL_SELECTION_WINDOW",
+            "seconds a round admits devices (at most --round-timeout)",
+            _seconds("selection_window_ms"), "5"),
+    Setting("close_grace_ms", "--close-grace", "FL_CLOSE_GRACE",
+            "seconds past the deadline to wait for partials", _seconds("close_grace_ms"), "1"),
+    Setting("min_hospital_fraction", "--min-fraction", "FL_MIN_FRACTION",
+            "share of the goal (updates and hospitals) a round needs to close",
+            _rng("min_hospital_fraction"), "0.5", also=("min_update_fraction",)),
+)  # fmt: skip
+"""The settings of :class:`RoundSettings`, shared by ``flctl coordinator`` and ``flctl demo``."""

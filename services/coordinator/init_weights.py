@@ -14,36 +14,41 @@ from pathlib import Path
 import numpy as np
 from onnx import numpy_helper
 
+from flproc.errors import SettingError
 from modelzoo import ParamManifest, get_spec
 from services.coordinator.config import CoordinatorConfig
-from services.coordinator.errors import ConfigError
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with files, an empty zip
 
 
 def read_npz(path: Path, setting: str = "init_weights") -> dict[str, np.ndarray]:
-    """Arrays by name from an ``.npz`` file; ConfigError naming ``setting`` and the file."""
+    """Arrays by name from an ``.npz`` file; SettingError naming ``setting`` and the file."""
     try:
         with Path(path).open("rb") as f:
             magic = f.read(4)
     except OSError as e:
-        raise ConfigError(f"{setting}: cannot read {path}: {e.strerror or e}") from None
+        raise SettingError(setting, f"cannot read {path}: {e.strerror or e}") from None
     if magic not in _ZIP_MAGIC:
-        raise ConfigError(
-            f"{setting}: {path} is not an .npz file (a zip of named arrays, "
-            "as numpy.savez writes: np.savez(path, **{name: array}))"
+        raise SettingError(
+            setting,
+            f"{path} is not an .npz file (a zip of named arrays, "
+            "as numpy.savez writes: np.savez(path, **{name: array}))",
         )
     try:
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ConfigError(f"{setting}: cannot read {path} as .npz: {e}") from None
+        raise SettingError(setting, f"cannot read {path} as .npz: {e}") from None
 
 
 def fitted_weights(
-    arrays: Mapping[str, np.ndarray], model: str, manifest: ParamManifest, source: str
+    arrays: Mapping[str, np.ndarray],
+    model: str,
+    manifest: ParamManifest,
+    setting: str,
+    path: Path,
 ) -> dict[str, np.ndarray]:
-    """The model's parameters from ``arrays`` as float32; ConfigError listing what misfits.
+    """The model's parameters from ``arrays`` as float32; SettingError listing what misfits.
 
     Every parameter of ``manifest`` must be there with its shape, numeric and
     finite; arrays of other names are ignored.
@@ -62,9 +67,10 @@ def fitted_weights(
             problems.append(f"has non-finite values in {e.name}")
     if problems:
         held = ", ".join(f"{n} {list(a.shape)}" for n, a in arrays.items()) or "no arrays"
-        raise ConfigError(
-            f"{source} {'; '.join(problems)}. {model} expects {manifest.describe()}; "
-            f"the file holds {held}"
+        raise SettingError(
+            setting,
+            f"{path} {'; '.join(problems)}. {model} expects {manifest.describe()}; "
+            f"the file holds {held}",
         )
     return {e.name: np.asarray(arrays[e.name], np.float32) for e in manifest.entries}
 
@@ -76,7 +82,7 @@ def initial_weights(model: str, config: CoordinatorConfig) -> dict[str, np.ndarr
     path = config.init_weights.get(model)
     if path is not None:
         setting = f"init_weights[{model}]"
-        return fitted_weights(read_npz(path, setting), model, manifest, f"{setting}: {path}")
+        return fitted_weights(read_npz(path, setting), model, manifest, setting, path)
     graph = spec.build(config.seed)
     return {
         i.name: numpy_helper.to_array(i)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import Counter
-from collections.abc import Callable
 
 import structlog
 
 from flbus.port import LogBus, LogSubscription, PubSubBus, Record, Subscription, TopicPartition
+from flproc.clock import Clock
 from schemas import CheckIn, decode
 from schemas.errors import SchemaError
 from schemas.topics import (
@@ -27,7 +27,6 @@ from services.selector.outputs import ToDevice
 from services.selector.publish import Publisher
 from services.selector.selector import handle_device
 
-Clock = Callable[[], int]
 _log = structlog.get_logger("selector")
 
 

@@ -1,15 +1,37 @@
-"""Typed selector configuration, validated at start-up; errors name the setting."""
+"""Typed selector configuration, validated at start-up, and how a user spells it.
+
+Errors are :class:`flproc.errors.SettingError` naming the config field; the
+command renders them with the flag and variable of :data:`SETTINGS`.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from flproc.errors import SettingError
+from flproc.parsers import Range, names
+from flproc.settings import Setting
 from schemas import CheckIn
 from schemas._base import is_valid_id
-from services.selector.errors import SelectorConfigError
+from services.common.settings import TOKEN_SECRET
 
 FACTS = ("charging", "unmetered", "idle")
+_WHOLE_AT_LEAST_0 = Range(0, integer=True)
+_WHOLE_ABOVE_0 = Range(0, low_open=True, integer=True)
+RANGES: dict[str, Range] = {
+    "min_battery_pct": Range(0, 100),
+    "min_free_memory_mb": _WHOLE_AT_LEAST_0,
+    "retry_jitter_ms": _WHOLE_AT_LEAST_0,
+    "selection_cutoff_ms": _WHOLE_AT_LEAST_0,
+    "plan_wait_ms": _WHOLE_AT_LEAST_0,
+    "min_backoff_ms": _WHOLE_ABOVE_0,
+    "no_round_retry_ms": _WHOLE_ABOVE_0,
+    "workers": _WHOLE_ABOVE_0,
+    "stats_interval_s": Range(0, low_open=True),
+}
+"""The numbers each numeric field accepts (the config's check and its setting's parser)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,23 +45,14 @@ class EligibilityPolicy:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.require) - set(FACTS))
         if unknown:
-            raise SelectorConfigError(
-                "eligibility", f"unknown facts {unknown}; choose from {list(FACTS)}"
-            )
-        if not (math.isfinite(self.min_battery_pct) and 0.0 <= self.min_battery_pct <= 100.0):
-            raise SelectorConfigError(
-                "min_battery_pct", f"must be in [0, 100], got {self.min_battery_pct}"
-            )
-        if self.min_free_memory_mb < 0:
-            raise SelectorConfigError(
-                "min_free_memory_mb", f"must be >= 0, got {self.min_free_memory_mb}"
-            )
+            raise SettingError("eligibility", f"unknown facts {unknown}; choose from {list(FACTS)}")
+        for name in ("min_battery_pct", "min_free_memory_mb"):
+            RANGES[name].check(name, getattr(self, name))
 
     @classmethod
     def parse(cls, spec: str, **limits: float) -> EligibilityPolicy:
         """Build from ``"charging,unmetered,idle"`` (``"none"`` or ``""``: no fact required)."""
-        names = {s.strip() for s in spec.split(",") if s.strip()} - {"none"}
-        return cls(frozenset(names), **limits)  # type: ignore[arg-type]
+        return cls(_facts(spec), **limits)  # type: ignore[arg-type]
 
     def eligible(self, checkin: CheckIn) -> bool:
         """Whether ``checkin`` satisfies every requirement."""
@@ -48,6 +61,10 @@ class EligibilityPolicy:
             and checkin.battery_pct >= self.min_battery_pct
             and checkin.free_memory_mb >= self.min_free_memory_mb
         )
+
+
+def _facts(spec: str) -> frozenset[str]:
+    return frozenset(names(spec)) - {"none"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +86,50 @@ class SelectorConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.token_secret, bytes) or not self.token_secret:
-            raise SelectorConfigError(
-                "token_secret", "must be a non-empty secret shared with the aggregators"
-            )
-        for name in ("retry_jitter_ms", "selection_cutoff_ms", "plan_wait_ms"):
-            if getattr(self, name) < 0:
-                raise SelectorConfigError(name, f"must be >= 0, got {getattr(self, name)}")
-        for name in ("min_backoff_ms", "no_round_retry_ms", "workers"):
-            if getattr(self, name) <= 0:
-                raise SelectorConfigError(name, f"must be > 0, got {getattr(self, name)}")
+            raise SettingError("token_secret", "must be a non-empty secret shared with aggregators")
+        for name in ("retry_jitter_ms", "selection_cutoff_ms", "plan_wait_ms", "min_backoff_ms",
+                     "no_round_retry_ms", "workers", "stats_interval_s"):  # fmt: skip
+            RANGES[name].check(name, getattr(self, name))
         if not is_valid_id(self.share_group):
-            raise SelectorConfigError(
+            raise SettingError(
                 "share_group", f"must be a plain id like 'selectors', got {self.share_group!r}"
             )
-        if not (math.isfinite(self.stats_interval_s) and self.stats_interval_s > 0):
-            raise SelectorConfigError(
-                "stats_interval_s", f"must be > 0, got {self.stats_interval_s}"
-            )
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> SelectorConfig:
+        """The config from :func:`flproc.settings.resolve` over :data:`SETTINGS`."""
+        values = dict(values)
+        policy = EligibilityPolicy(
+            values.pop("eligibility"), min_battery_pct=values.pop("min_battery_pct")
+        )
+        return cls(eligibility=policy, **values)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    TOKEN_SECRET,
+    Setting("share_group", "--share-group", "FL_SELECTOR_SHARE_GROUP",
+            "MQTT v5 shared subscription group of the replicas", default="selectors"),
+    Setting("eligibility", "--eligibility", "FL_ELIGIBILITY",
+            f"check-in facts a device needs, comma separated ({', '.join(FACTS)}), or 'none'",
+            _facts, "charging,unmetered,idle"),
+    Setting("min_battery_pct", "--min-battery-pct", "FL_MIN_BATTERY_PCT",
+            "lowest battery level admitted (%)", RANGES["min_battery_pct"].parse, "0"),
+    Setting("retry_jitter_ms", "--retry-jitter-ms", "FL_RETRY_JITTER_MS",
+            "spread of the retry times given to declined devices (ms)",
+            RANGES["retry_jitter_ms"].parse, "60000"),
+    Setting("min_backoff_ms", "--min-backoff-ms", "FL_MIN_BACKOFF_MS",
+            "earliest a declined device may come back (ms)",
+            RANGES["min_backoff_ms"].parse, "1000"),
+    Setting("no_round_retry_ms", "--no-round-retry-ms", "FL_NO_ROUND_RETRY_MS",
+            "when a device with no open round should come back (ms)",
+            RANGES["no_round_retry_ms"].parse, "30000"),
+    Setting("selection_cutoff_ms", "--selection-cutoff-ms", "FL_SELECTION_CUTOFF_MS",
+            "stop admitting this long before a round's deadline (ms)",
+            RANGES["selection_cutoff_ms"].parse, "0"),
+    Setting("workers", "--workers", "FL_SELECTOR_WORKERS",
+            "device messages handled concurrently (one device stays in order)",
+            RANGES["workers"].parse, "16"),
+    Setting("stats_interval_s", "--stats-interval", "FL_STATS_INTERVAL",
+            "seconds between selector.stats log lines", RANGES["stats_interval_s"].parse, "30"),
+)  # fmt: skip
+"""Every setting of :class:`SelectorConfig`, in ``--help`` order."""

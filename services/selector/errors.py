@@ -4,7 +4,10 @@ Rejected device messages are data (``AuditEvent``), never exceptions. Exceptions
 mean the service cannot run as configured::
 
     SelectorError
-    └── SelectorConfigError   a setting is invalid; ``.setting`` names it
+
+An invalid setting raises ``flproc.errors.SettingError`` (the one settings
+error of every role), naming the :class:`~services.selector.config.SelectorConfig`
+field.
 """
 
 from __future__ import annotations
@@ -12,12 +15,3 @@ from __future__ import annotations
 
 class SelectorError(Exception):
     """Base class of every selector error."""
-
-
-class SelectorConfigError(SelectorError, ValueError):
-    """A configuration setting is invalid; the message names the setting."""
-
-    def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"{setting}: {problem}")
-        self.setting = setting
-        self.problem = problem

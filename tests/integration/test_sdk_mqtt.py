@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from device_sdk.client import wall_ms
 from device_sdk.ledger import RoundLedger
 from flbus.mqtt import MqttBus
+from flproc.clock import wall_ms
 from modelzoo import generate_artifacts
 from schemas import ModelUpdate, encode
 from schemas.chunking import decode_chunked

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ from flbus.kafka import KafkaBus
 from flbus.mqtt import MqttBus
 from flbus.port import Record
 from flcore.tokens import verify_token
+from flproc.clock import wall_ms
 from schemas import CheckIn, ModelUpdate, RoundPlan, Task, Tensors, decode, encode
 from schemas.chunking import encode_chunked
 from schemas.headers import upload_headers
@@ -34,12 +34,8 @@ pytestmark = [pytest.mark.mqtt, pytest.mark.kafka]
 SECRET = b"selector-integration-secret"
 
 
-def _now() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _plan(model: str, hospital: str) -> RoundPlan:
-    now = _now()
+    now = wall_ms()
     return RoundPlan(
         model, 1, 0, "selecting", 1, 0, 32, 0.1, 0.0, 0.0, (hospital,), (2,),
         1.0, 1.3, 0.5, now, now + 120_000, "",
@@ -50,7 +46,7 @@ def _plan(model: str, hospital: str) -> RoundPlan:
 async def _selector(mqtt_url: str, kafka_bootstrap: str, group: str) -> AsyncIterator[Selector]:
     config = SelectorConfig(token_secret=SECRET, share_group=group)
     async with MqttBus(mqtt_url) as pubsub, KafkaBus(kafka_bootstrap) as log_bus:
-        selector = build(config, pubsub, log_bus, _now)
+        selector = build(config, pubsub, log_bus, wall_ms)
         stop = asyncio.Event()
         task = asyncio.create_task(selector.run(stop))
         try:
@@ -77,7 +73,7 @@ async def test_selector_round_trip_over_real_brokers(mqtt_url: str, kafka_bootst
             # Check-in -> Task, and the plan is retained for late subscribers.
             answers = await phone.subscribe([task_topic(hospital, device)])
             checkin = CheckIn(
-                device, hospital, (model,), "1.19.2", "0.1", True, True, True, 90.0, 512, _now()
+                device, hospital, (model,), "1.19.2", "0.1", True, True, True, 90.0, 512, wall_ms()
             )
             await phone.publish(checkin_topic(hospital, device), encode(checkin))
             record = await answers.get(timeout=30)
@@ -90,7 +86,7 @@ async def test_selector_round_trip_over_real_brokers(mqtt_url: str, kafka_bootst
                 base_version=0,
                 device_id=device,
                 hospital_id=hospital,
-                now_ms=_now(),
+                now_ms=wall_ms(),
                 secret=SECRET,
             )
             assert rejection is None

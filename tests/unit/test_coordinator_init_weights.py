@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flproc.errors import SettingError
 from modelzoo import get_spec
 from services.coordinator.config import CoordinatorConfig
-from services.coordinator.errors import ConfigError
 from services.coordinator.init_weights import initial_weights
 
 pytestmark = pytest.mark.unit
@@ -42,7 +42,7 @@ def test_init_weights_not_an_npz_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "weights.txt"
     path.write_text("fc1.weight = 0.1\n")
 
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(SettingError) as caught:
         initial_weights(MODEL, _config(path))
 
     message = str(caught.value)
@@ -53,7 +53,7 @@ def test_init_weights_not_an_npz_names_the_file(tmp_path: Path) -> None:
 def test_init_weights_missing_file_names_it(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.npz"
 
-    with pytest.raises(ConfigError, match=f"init_weights\\[{MODEL}\\]: cannot read {path}"):
+    with pytest.raises(SettingError, match=f"init_weights\\[{MODEL}\\]: cannot read {path}"):
         initial_weights(MODEL, _config(path))
 
 
@@ -63,7 +63,7 @@ def test_init_weights_missing_parameter_lists_the_expected_names(tmp_path: Path)
     del weights["fc2.bias"]
     np.savez(path, **weights)
 
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(SettingError) as caught:
         initial_weights(MODEL, _config(path))
 
     message = str(caught.value)
@@ -79,7 +79,7 @@ def test_init_weights_wrong_shape_and_values_are_named(tmp_path: Path) -> None:
     weights["fc2.bias"][3] = np.nan
     np.savez(path, **weights)
 
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(SettingError) as caught:
         initial_weights(MODEL, _config(path))
 
     message = str(caught.value)

@@ -9,7 +9,7 @@ from flcore.admission import (
     admit,
     stable_uniform,
 )
-from flcore.errors import ConfigError
+from flcore.errors import InvalidParameter
 from flcore.privacy import add_gaussian_noise, central_noise_stddev, clip_l2, l2_norm
 
 pytestmark = pytest.mark.unit
@@ -87,9 +87,9 @@ def test_admission_probability_from_goal_and_checkins() -> None:
     assert admission_probability(10, expected_checkins=5) == 1.0
     assert admission_probability(10, expected_checkins=0) == 1.0
     assert admission_probability(10, expected_checkins=float("nan")) == 1.0
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         admission_probability(0, expected_checkins=10)
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         admission_probability(5, expected_checkins=10, over_selection=0.5)
 
 
@@ -105,7 +105,7 @@ def test_clip_scales_down_only_when_over_bound() -> None:
     np.testing.assert_array_equal(clip_l2(small, 1.0)[0], small)
     np.testing.assert_array_equal(clip_l2(u, 0.0)[0], u)
     assert clipped.dtype == np.float32
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         clip_l2(u, -1.0)
 
 
@@ -118,5 +118,5 @@ def test_gaussian_noise_seeded_and_scaled() -> None:
     assert a.dtype == np.float32
     np.testing.assert_array_equal(add_gaussian_noise(v, 0.0, np.random.default_rng(1)), v)
     assert central_noise_stddev(1.0, 2.0, 10) == pytest.approx(0.2)
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         central_noise_stddev(1.0, 2.0, 0)

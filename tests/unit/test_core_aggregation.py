@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from flcore.aggregation import StreamingWeightedSum, fedavg, weighted_mean_of_partials
-from flcore.errors import ConfigError, EmptyAggregate, SizeMismatch
+from flcore.errors import EmptyAggregate, InvalidParameter, SizeMismatch
 from flcore.manifest import flatten, layer_sizes, manifest_size, unflatten
 
 pytestmark = pytest.mark.unit
@@ -70,9 +70,9 @@ def test_streaming_sum_rejects_wrong_size_and_bad_weight() -> None:
         acc.add(np.zeros(5, np.float32), 1.0)
     with pytest.raises(SizeMismatch):
         acc.add(np.zeros((2, 2), np.float32), 1.0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         acc.add(np.zeros(4, np.float32), float("nan"))
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         acc.add(np.zeros(4, np.float32), -1.0)
     with pytest.raises(SizeMismatch):
         acc.merge(StreamingWeightedSum(3))

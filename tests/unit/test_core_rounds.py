@@ -1,6 +1,6 @@
 import pytest
 
-from flcore.errors import ConfigError
+from flcore.errors import InvalidParameter
 from flcore.hospital_round import HospitalRound, HospitalTick, UpdateAccepted, advance_hospital
 from flcore.rounds import (
     AbandonRound,
@@ -182,7 +182,7 @@ def test_plan_rejects_bad_settings(over: dict[str, object]) -> None:
         selection_deadline_ms=1_000,
         deadline_ms=5_000,
     )
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         RoundTerms(**{**kw, **over})  # type: ignore[arg-type]
 
 
@@ -208,5 +208,5 @@ def test_hospital_publishes_at_deadline_even_when_empty() -> None:
 
 
 def test_hospital_refuses_update_of_other_round() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         advance_hospital(HR, UpdateAccepted(2, 1.0))

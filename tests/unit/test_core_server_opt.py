@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from flcore.errors import ConfigError, SizeMismatch
+from flcore.errors import InvalidParameter, SizeMismatch
 from flcore.server_opt import (
     SERVER_OPTIMIZERS,
     FedAdagrad,
@@ -84,18 +84,18 @@ def test_step_does_not_mutate_inputs() -> None:
 
 
 def test_make_server_optimizer_unknown_name_lists_choices() -> None:
-    with pytest.raises(ConfigError, match=r"'fedsgd'.*fedavg, fedadagrad, fedadam, fedyogi"):
+    with pytest.raises(InvalidParameter, match=r"'fedsgd'.*fedavg, fedadagrad, fedadam, fedyogi"):
         make_server_optimizer("fedsgd")
     assert set(SERVER_OPTIMIZERS) == {"fedavg", "fedadagrad", "fedadam", "fedyogi"}
     assert make_server_optimizer("FedYogi").name == "fedyogi"
 
 
 def test_make_server_optimizer_bad_hparams_named() -> None:
-    with pytest.raises(ConfigError, match="beta1"):
+    with pytest.raises(InvalidParameter, match="beta1"):
         make_server_optimizer("fedadam", beta1=1.0)
-    with pytest.raises(ConfigError, match="momentum"):
+    with pytest.raises(InvalidParameter, match="momentum"):
         make_server_optimizer("fedavg", momentum=0.9)
-    with pytest.raises(ConfigError, match="eta"):
+    with pytest.raises(InvalidParameter, match="eta"):
         make_server_optimizer("fedyogi", eta=0.0)
 
 

@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from flcore.errors import ConfigError
+from flcore.errors import InvalidParameter
 from flcore.rejection import RejectReason
 from flcore.tokens import TOKEN_SIZE, issue_token, token_expiry_ms, verify_token
 from flcore.validation import RoundFacts, UpdateClaims, validate_update
@@ -67,7 +67,7 @@ def test_token_expiry_inclusive_then_rejected() -> None:
 
 
 def test_issue_token_refuses_empty_secret() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         _token(secret=b"")
 
 

@@ -7,18 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flctl.main import main
+from flbus.errors import BrokerUnavailableError
+from flctl.demo_cli import options_from_args
+from flctl.main import build_parser, main
+from flctl.roles.coordinator import config_from_args as coordinator_config
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("no_fl_env")]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--models", "nope"], "no zoo model named 'nope'"),
-        (["--rounds", "0"], "--rounds >= 1"),
-        (["--dropout", "2"], "dropout must be in [0, 1]"),
-        (["--server-optimizer", "adam"], "unknown server optimizer 'adam'"),
+        (["--models", "nope"], "--models / FL_MODELS: no zoo model named 'nope'"),
+        (["--rounds", "0"], "--rounds / FL_ROUNDS: must be an integer >= 1, got 0"),
+        (["--dropout", "2"], "--dropout / FL_DROPOUT: must be a number in [0, 1], got 2.0"),
+        (["--fraction", "2"], "--fraction / FL_FRACTION: must be a number in (0, 1], got 2.0"),
+        (["--lr", "x"], "--lr / FL_LR: must be a number > 0, got 'x'"),
+        (["--server-optimizer", "adam"], "FL_SERVER_OPTIMIZER: must be one of fedavg, "),
         (["--partition", "/nonexistent/split.json"], "No such file"),
         (["--mqtt", "mqtt://127.0.0.1:1"], "external brokers need both --mqtt and --kafka"),
     ],
@@ -27,7 +32,58 @@ def test_demo_bad_input_exits_2_naming_it(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["demo", *args]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_demo_bad_environment_value_names_variable_and_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FL_DEVICES_PER_HOSPITAL", "0")
+    assert main(["demo"]) == 2
+    assert (
+        "flctl demo: --devices-per-hospital / FL_DEVICES_PER_HOSPITAL: must be an integer >= 1"
+        in (capsys.readouterr().err)
+    )
+
+
+def test_demo_unreachable_broker_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def unreachable(*_: object, **__: object) -> None:
+        raise ExceptionGroup(
+            "roles", [BrokerUnavailableError("no Kafka broker answered at 127.0.0.1:2 within 15s")]
+        )
+
+    monkeypatch.setattr("flctl.demo.run_demo", unreachable)
+    assert main(["demo", "--mqtt", "mqtt://127.0.0.1:1", "--kafka", "127.0.0.1:2"]) == 1
+    err = capsys.readouterr().err
+    assert err == "flctl demo: no Kafka broker answered at 127.0.0.1:2 within 15s\n"
+
+
+def test_demo_and_coordinator_default_to_one_server_optimizer() -> None:
+    parser = build_parser()
+    demo = options_from_args(parser.parse_args(["demo"]))
+    coordinator = coordinator_config(parser.parse_args(["coordinator"]))
+    assert demo.rounds.server_optimizer == coordinator.rounds.server_optimizer == "fedadam"
+
+
+def test_demo_takes_devices_per_hospital_like_every_role() -> None:
+    parser = build_parser()
+    demo = options_from_args(parser.parse_args(["demo", "--devices-per-hospital", "4"]))
+    assert demo.devices == 4
+    for command in ("demo", "devices", "coordinator"):
+        flags = {a.option_strings[0] for a in _subparser(parser, command)._actions}
+        assert "--devices-per-hospital" in flags and "--devices" not in flags, command
+
+
+def test_coordinator_takes_zero_rounds_as_forever_where_the_demo_refuses_it() -> None:
+    parser = build_parser()
+    assert (
+        coordinator_config(parser.parse_args(["coordinator", "--rounds", "0"])).rounds.rounds == 0
+    )
+    with pytest.raises(ValueError, match="must be an integer >= 1"):
+        options_from_args(parser.parse_args(["demo", "--rounds", "0"]))
 
 
 def test_demo_refuses_to_mix_registries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,3 +138,13 @@ def test_demo_init_weights_of_no_model_lists_expected_parameters(
     err = capsys.readouterr().err
     assert "digits_mlp: fc1.weight [64, 32], fc1.bias [32]" in err
     assert "breast_cancer: fc1.weight [30, 16]" in err
+
+
+def _subparser(parser: object, name: str) -> object:
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
 from flctl.main import build_parser
-from flctl.roles.coordinator import config_from_args, held_out_sets
+from flctl.roles.coordinator import PROCESS, config_from_args, held_out_sets
+from flctl.roles.devices import population_settings
+from flproc.settings import resolve
 from flsim.experiment import hospital_ids, make_experiment
+from services.coordinator.config import HOSPITALS
 
 pytestmark = pytest.mark.unit
 
@@ -21,14 +26,16 @@ def test_coordinator_test_rows_are_disjoint_from_the_devices_rows(
     parser = build_parser()  # reads FL_* now, as each role's process would
     coordinator_args = parser.parse_args(["coordinator", "--models", "breast_cancer"])
     devices_args = parser.parse_args(["devices", "--models", "breast_cancer"])
-    held_out = held_out_sets(coordinator_args, config_from_args(coordinator_args))["breast_cancer"]
+    config = config_from_args(coordinator_args)
+    held_out = held_out_sets(resolve(coordinator_args, PROCESS), config)["breast_cancer"]
 
+    population = population_settings(devices_args)
     devices = make_experiment(
         ("breast_cancer",),
-        hospitals=len(hospital_ids(devices_args.hospitals)),
-        devices_per_hospital=devices_args.devices_per_hospital,
-        alpha=devices_args.alpha,
-        seed=devices_args.seed,
+        hospitals=len(population["hospitals"]),
+        devices_per_hospital=population["devices_per_hospital"],
+        alpha=population["alpha"],
+        seed=population["seed"],
     )
     split = devices.partitions["breast_cancer"]
     trained = {row for shard in split.devices for row in shard.train}
@@ -37,9 +44,10 @@ def test_coordinator_test_rows_are_disjoint_from_the_devices_rows(
     np.testing.assert_array_equal(held_out.X, devices.test_set("breast_cancer").X)
 
 
-def test_hospitals_setting_is_a_count_or_ids() -> None:
-    assert hospital_ids("3") == ("h0", "h1", "h2")
-    assert hospital_ids("h0, icu-2") == ("h0", "icu-2")
+@pytest.mark.parametrize("read", [HOSPITALS.read, hospital_ids])
+def test_hospitals_setting_is_a_count_or_ids(read: Callable[[str], tuple[str, ...]]) -> None:
+    assert read("3") == ("h0", "h1", "h2")
+    assert read("h0, icu-2") == ("h0", "icu-2")
     for bad in ("0", "h0,h0", ""):
         with pytest.raises(ValueError):
-            hospital_ids(bad)
+            read(bad)
