@@ -264,7 +264,7 @@ def test_fast_encoder_invalid_ids_raise_validation_error(stream_id: str, kind: s
 
 
 def test_reassembled_buffer_holds_exactly_the_payload() -> None:
-    # The buffer is allocated without zero-filling: every byte must come from a chunk.
+    # Every byte of the reassembly buffer must come from a chunk, in its place.
     payload = random.Random(7).randbytes(77_777)
     rx = Reassembler()
     data = encode_parts_chunked([payload], "s-1", "ModelUpdate", 4096)
