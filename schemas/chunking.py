@@ -10,6 +10,7 @@ held exactly once. Time is passed in (``now_ms``); there is no clock here.
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,12 +18,11 @@ from typing import Any, NamedTuple, TypeVar
 
 import xxhash
 
-from schemas import _ipc
+from schemas import codec
 from schemas.chunk import DIGEST_BYTES, Chunk
-from schemas.codec import _SCHEMA_BYTES, MESSAGE_TYPES, decode, encode, encode_parts
+from schemas.codec import MESSAGE_TYPES, decode, encode, encode_parts
 from schemas.errors import (
     ChunkError,
-    DecodeError,
     DigestMismatchError,
     InconsistentChunkError,
     UnknownMessageError,
@@ -38,8 +38,7 @@ DEFAULT_TIMEOUT_MS = 10 * 60 * 1000
 DEFAULT_MAX_PAYLOAD_BYTES = 2**31 - 1
 
 _overhead_cache: dict[tuple[int, int], int] = {}
-_CHUNK_SCHEMA = _SCHEMA_BYTES[Chunk]
-_I64 = _ipc._I64
+_I64 = struct.Struct("<q")
 
 ChunkFields = tuple[str, str, int, int, int, int, bytes, Any]
 """(stream_id, kind, seq, total, total_bytes, chunk_size, digest, payload) of one chunk."""
@@ -70,36 +69,54 @@ def payload_per_chunk(stream_id: str, kind: str, max_chunk_bytes: int) -> int:
     return room
 
 
-def _split_parts(
-    parts: Sequence[Any], stream_id: str, kind: str, max_chunk_bytes: int
-) -> Iterator[Chunk]:
-    views = [memoryview(p).cast("B") for p in parts]
-    views = [v for v in views if len(v)]
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """How one payload (given as parts) is cut into chunks."""
+
+    views: list[memoryview]
+    digest: bytes
+    total_bytes: int
+    size: int
+    total: int
+
+    def pieces(self) -> Iterator[list[memoryview]]:
+        """Per seq, the slices of the parts that make up its payload (views, no copy)."""
+        part, pos = 0, 0  # index of the current view, offset inside it
+        for seq in range(self.total):
+            want = min(self.size, self.total_bytes - seq * self.size)
+            pieces: list[memoryview] = []
+            while want:
+                v = self.views[part]
+                take = min(want, len(v) - pos)
+                pieces.append(v[pos : pos + take])
+                want -= take
+                pos += take
+                if pos == len(v):
+                    part, pos = part + 1, 0
+            yield pieces
+
+
+def _cut(parts: Sequence[Any], stream_id: str, kind: str, max_chunk_bytes: int) -> _Cut:
+    views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
     hasher = xxhash.xxh3_128()
     for v in views:
         hasher.update(v)
-    dig = hasher.digest()
     total_bytes = sum(len(v) for v in views)
     size = payload_per_chunk(stream_id, kind, max_chunk_bytes)
-    total = max(1, -(-total_bytes // size))
-    part, pos = 0, 0  # index of the current view, offset inside it
-    for seq in range(total):
-        want = min(size, total_bytes - seq * size)
-        pieces: list[memoryview] = []
-        while want:
-            v = views[part]
-            take = min(want, len(v) - pos)
-            pieces.append(v[pos : pos + take])
-            want -= take
-            pos += take
-            if pos == len(v):
-                part, pos = part + 1, 0
+    return _Cut(views, hasher.digest(), total_bytes, size, max(1, -(-total_bytes // size)))
+
+
+def _split_parts(
+    parts: Sequence[Any], stream_id: str, kind: str, max_chunk_bytes: int
+) -> Iterator[Chunk]:
+    cut = _cut(parts, stream_id, kind, max_chunk_bytes)
+    for seq, pieces in enumerate(cut.pieces()):
         payload: bytes | memoryview = (
             pieces[0] if len(pieces) == 1 else b"".join(pieces) if pieces else b""
         )
         # A view of the payload, not a copy: Chunk.payload is declared bytes for the
         # schema, and the codec reads any buffer.
-        yield Chunk(stream_id, kind, seq, total, total_bytes, size, dig, payload)  # type: ignore[arg-type]
+        yield Chunk(stream_id, kind, seq, cut.total, cut.total_bytes, cut.size, cut.digest, payload)  # type: ignore[arg-type]
 
 
 def split(
@@ -141,37 +158,18 @@ def encode_parts_chunked(
         sid_b, kind_b = (stream_id.encode(), kind.encode()) if ok else (b"", b"")
     except UnicodeEncodeError:
         ok = False
-    if not ok:  # the general path raises the precise error
+    if not ok:  # Chunk's own checks raise the precise error
         return [encode(c) for c in _split_parts(parts, stream_id, kind, max_chunk_bytes)]
-    views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
-    hasher = xxhash.xxh3_128()
-    for v in views:
-        hasher.update(v)
-    dig = hasher.digest()
-    total_bytes = sum(len(v) for v in views)
-    size = payload_per_chunk(stream_id, kind, max_chunk_bytes)
-    total = max(1, -(-total_bytes // size))
-
-    def writer(p: int) -> tuple[bytes, bytes, bytes]:
-        return _ipc.chunk_writer(_CHUNK_SCHEMA, sid_b, kind_b, total, total_bytes, size, dig, p)
-
-    full = writer(size) if total_bytes >= size else None
+    cut = _cut(parts, stream_id, kind, max_chunk_bytes)
+    framing = codec.chunk_framing(sid_b, kind_b, cut.total, cut.total_bytes, cut.size, cut.digest)
+    if framing is None:
+        return [encode(c) for c in _split_parts(parts, stream_id, kind, max_chunk_bytes)]
+    full = framing(cut.size) if cut.total_bytes >= cut.size else None
     out: list[bytes] = []
-    part, pos = 0, 0  # index of the current view, offset inside it
-    for seq in range(total):
-        want = min(size, total_bytes - seq * size)
-        before, after, tail = full if want == size and full else writer(want)
-        pieces: list[Any] = [before, _I64.pack(seq), after]
-        while want:
-            v = views[part]
-            take = min(want, len(v) - pos)
-            pieces.append(v[pos : pos + take])
-            want -= take
-            pos += take
-            if pos == len(v):
-                part, pos = part + 1, 0
-        pieces.append(tail)
-        out.append(b"".join(pieces))
+    for seq, pieces in enumerate(cut.pieces()):
+        want = min(cut.size, cut.total_bytes - seq * cut.size)
+        before, after, tail = full if want == cut.size and full else framing(want)
+        out.append(b"".join((before, _I64.pack(seq), after, *pieces, tail)))
     return out
 
 
@@ -183,16 +181,10 @@ def parse_chunk(data: bytes | bytearray | memoryview) -> ChunkFields:
     decoder, which raises DecodeError, SchemaVersionError, UnknownMessageError,
     ValidationError or InconsistentChunkError naming the problem.
     """
-    try:
-        fields = _ipc.read_chunk(data, _CHUNK_SCHEMA)
-    except (ValueError, TypeError):
-        fields = None
+    fields = codec.read_chunk(data)
     if fields is not None:
         return fields
-    try:
-        c = decode(data, Chunk)
-    except UnicodeDecodeError as e:  # pyarrow's as_py() of a bad string column
-        raise DecodeError(f"Chunk: a string field is not valid UTF-8: {e}") from None
+    c = decode(data, Chunk)
     return (
         c.stream_id,
         c.kind,

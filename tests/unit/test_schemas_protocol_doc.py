@@ -8,9 +8,9 @@ import pytest
 from schemas import MESSAGE_TYPES, topics
 from schemas.codec import (
     _CLASS_BY_SCHEMA_BYTES,
-    _ipc,
+    _fastpath,
     encode,
-    encode_with_pyarrow,
+    encode_reference,
     from_record_batch,
 )
 from schemas.doc import DOC, render
@@ -51,7 +51,7 @@ def test_fast_writer_output_is_valid_arrow_for_pyarrow(msg: object) -> None:
 
 @pytest.mark.parametrize("msg", samples(), ids=lambda m: type(m).__name__)
 def test_fast_reader_reads_pyarrow_writer_output(msg: object) -> None:
-    data = encode_with_pyarrow(msg)
-    fast = _ipc.read(data, _CLASS_BY_SCHEMA_BYTES)
+    data = encode_reference(msg)
+    fast = _fastpath.read(data, _CLASS_BY_SCHEMA_BYTES)
     assert fast is not None
     assert fast[0](**fast[1]) == msg
