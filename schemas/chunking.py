@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import xxhash
 
 from schemas import codec
@@ -202,7 +203,7 @@ class Completed(NamedTuple):
 
     stream_id: str
     kind: str
-    payload: bytearray
+    payload: memoryview
 
 
 @dataclass(slots=True)
@@ -212,7 +213,7 @@ class _Stream:
     total_bytes: int
     chunk_size: int
     digest: bytes
-    buf: bytearray
+    buf: memoryview  # over an uninitialised numpy buffer, see _open
     seen: bytearray  # one flag per seq
     received: int
     last_ms: int
@@ -241,10 +242,10 @@ class Reassembler:
         self._completed: OrderedDict[str, None] = OrderedDict()
         self._expired: OrderedDict[str, None] = OrderedDict()
 
-    def add(self, chunk: Chunk, now_ms: int) -> bytearray | None:
+    def add(self, chunk: Chunk, now_ms: int) -> memoryview | None:
         """Accept one chunk; return the whole payload when this chunk completes it.
 
-        The returned bytearray is the reassembly buffer itself (no final copy).
+        The returned (writable) memoryview is the reassembly buffer itself (no final copy).
         Raises InconsistentChunkError, DigestMismatchError, UnknownStreamError.
         """
         return self._add(
@@ -280,7 +281,7 @@ class Reassembler:
         dig: bytes,
         payload: Any,
         now_ms: int,
-    ) -> bytearray | None:
+    ) -> memoryview | None:
         st = self._streams.get(sid)
         if st is None:
             if sid in self._completed:
@@ -305,10 +306,7 @@ class Reassembler:
         if type(payload) is not bytes:
             payload = memoryview(payload).cast("B")
         start = seq * st.chunk_size
-        # Through a memoryview: bytearray slice assignment would first copy a
-        # non-bytearray value into a temporary bytearray.
-        with memoryview(st.buf) as dst:
-            dst[start : start + len(payload)] = payload
+        st.buf[start : start + len(payload)] = payload
         st.seen[seq] = 1
         st.received += 1
         if st.received < st.total:
@@ -342,7 +340,10 @@ class Reassembler:
             total_bytes,
             chunk_size,
             bytes(dig),
-            bytearray(total_bytes),
+            # Not zero-filled (np.empty): the chunk geometry covers every byte
+            # exactly once before the buffer is handed out, and zeroing 4 MiB
+            # first costs ~60 us of a ~600 us round trip (bench.serde).
+            np.empty(total_bytes, dtype=np.uint8).data,
             bytearray(total),
             0,
             now_ms,

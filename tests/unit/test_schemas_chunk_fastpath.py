@@ -140,7 +140,7 @@ def test_add_encoded_returns_stream_kind_and_buffer() -> None:
     done = results[-1]
     assert isinstance(done, Completed)
     assert (done.stream_id, done.kind) == ("upd-2", "ModelUpdate")
-    assert isinstance(done.payload, bytearray)
+    assert isinstance(done.payload, memoryview)
     assert decode(done.payload, ModelUpdate) == msg
     assert rx.pending == []
 
