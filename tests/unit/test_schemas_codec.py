@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+import schemas
 from schemas import (
     MESSAGE_TYPES,
     ArtifactBundle,
@@ -304,3 +307,23 @@ def test_tensors_to_dict_returns_views() -> None:
 def test_encode_unregistered_type_raises() -> None:
     with pytest.raises(SchemaError):
         encode(object())
+
+
+def test_schemas_modules_import_no_c_api_and_no_process_plumbing() -> None:
+    # Contracts carry no speed tricks: no ctypes, no process tuning (flproc does that).
+    package = Path(schemas.__file__).parent
+    imported: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.setdefault(path.name, set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.setdefault(path.name, set()).add(node.module)
+    assert "codec.py" in imported  # the walk saw the package
+    bad = {
+        (name, module)
+        for name, modules in imported.items()
+        for module in modules
+        if module.split(".")[0] in {"ctypes", "cffi", "flproc"}
+    }
+    assert bad == set()

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pytest
 
 from schemas import MESSAGE_TYPES, topics
-from schemas.codec import (
-    _CLASS_BY_SCHEMA_BYTES,
-    _ipc,
-    encode,
-    encode_with_pyarrow,
-    from_record_batch,
-)
 from schemas.doc import DOC, render
-from tests.unit.test_schemas_codec import samples
 
 pytestmark = pytest.mark.unit
 
@@ -39,19 +30,3 @@ def test_protocol_doc_mentions_every_field_and_topic() -> None:
         topics.KAFKA_AUDIT,
     ):
         assert t in text
-
-
-@pytest.mark.parametrize("msg", samples(), ids=lambda m: type(m).__name__)
-def test_fast_writer_output_is_valid_arrow_for_pyarrow(msg: object) -> None:
-    reader = pa.ipc.open_stream(encode(msg))
-    batch = reader.read_next_batch()
-    batch.validate(full=True)
-    assert from_record_batch(batch) == msg
-
-
-@pytest.mark.parametrize("msg", samples(), ids=lambda m: type(m).__name__)
-def test_fast_reader_reads_pyarrow_writer_output(msg: object) -> None:
-    data = encode_with_pyarrow(msg)
-    fast = _ipc.read(data, _CLASS_BY_SCHEMA_BYTES)
-    assert fast is not None
-    assert fast[0](**fast[1]) == msg

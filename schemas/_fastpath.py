@@ -1,10 +1,22 @@
-"""A small, fast Arrow IPC stream writer/reader for our one-row messages.
+"""Hand-written Arrow IPC for our one-row messages: the fast paths of the codec.
 
-pyarrow's per-call overhead (~5-10 us per array, writer and reader object)
-dominates small messages such as chunks, so the codec writes and reads the
-stream bytes directly for the few types our schemas use. The output is standard
-Arrow IPC (the tests read it back with pyarrow); on input, anything that is not
-exactly one of our registered schemas goes to pyarrow (``read`` returns None).
+pyarrow is the reference codec (:mod:`schemas.codec`); this module only goes
+faster where bench.serde shows it matters, and :mod:`schemas.codec` is the one
+place that decides when it is used. pyarrow's per-call overhead (~5-10 us per
+array, writer and reader object) dominates small messages, and chunked large
+messages need their Arrow framing computed once per stream, not per chunk.
+
+- ``write_parts`` writes any registered message as standard Arrow IPC, large
+  buffers as views (property tests read every output back with pyarrow and
+  compare it with pyarrow's own writer);
+- ``read`` reads exactly the framing pyarrow's writer and ours produce for our
+  schemas and returns None for anything else, which then goes to pyarrow;
+- ``chunk_writer`` / ``read_chunk`` do the same for ``Chunk``, the message
+  that is both frequent and large.
+
+It stays one module (over 400 lines) so that every hand-written Arrow byte is
+in one file: the writers and readers share the flatbuffer layout below.
+Nothing here raises on malformed input: the readers return None instead.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from schemas.errors import SchemaError
 from schemas.tensors import Tensors, TensorSpec
 
 _CONT = b"\xff\xff\xff\xff"
@@ -203,6 +216,8 @@ class _Reader:
     def offsets(self, count: int) -> tuple[int, ...]:
         self.buf()  # validity: absent, nulls already excluded
         pos, n = self.buf()
+        if count == 0 and n == 0:  # pyarrow omits the offsets of an empty array
+            return (0,)
         if n < 4 * (count + 1):
             raise _Bad
         if count == 1:
@@ -274,9 +289,8 @@ def _get(r: _Reader, kind: Any, view: bool) -> Any:
         if r.node() < start + count:
             raise _Bad
         offs = r.offsets(start + count)[start:]
-        dims = r.prim("q", offs[0], offs[-1] - offs[0]) if count else ()
-        base = offs[0] if count else 0
-        shapes = [tuple(dims[a - base : b - base]) for a, b in itertools.pairwise(offs)]
+        dims = r.prim("q", offs[0], offs[-1] - offs[0])  # read even when empty: it is a node
+        shapes = [tuple(dims[a - offs[0] : b - offs[0]]) for a, b in itertools.pairwise(offs)]
         if len(shapes) != len(names):
             raise _Bad
         start, n = r.list1()
@@ -305,21 +319,29 @@ def _field(data: Any, table: int, index: int) -> int:
     return table + off if off else -1
 
 
-def read(data: Any, schemas: dict[bytes, type[Any]]) -> tuple[type[Any], dict[str, Any]] | None:
-    """(class, field values) of an IPC stream with one of ``schemas``, or None."""
+def read(
+    data: Any, schemas: dict[bytes, type[Any]], expect: type[Any] | None = None
+) -> tuple[type[Any], dict[str, Any]] | None:
+    """(class, field values) of an IPC stream with one of ``schemas``, or None.
+
+    None also when the class is not ``expect``: the reference reader names the
+    mismatch before reading any value.
+    """
     try:
-        return _read(data, schemas)
-    except (_Bad, struct.error, IndexError, ValueError, StopIteration, UnicodeDecodeError):
-        return None
+        return _read(data, schemas, expect)
+    except (_Bad, struct.error, IndexError, ValueError, TypeError, StopIteration, SchemaError):
+        return None  # UnicodeDecodeError is a ValueError; a bad manifest raises SchemaError
 
 
-def _read(data: Any, schemas: dict[bytes, type[Any]]) -> tuple[type[Any], dict[str, Any]] | None:
+def _read(
+    data: Any, schemas: dict[bytes, type[Any]], expect: type[Any] | None
+) -> tuple[type[Any], dict[str, Any]] | None:
     mv = memoryview(data).cast("B")
     if mv[:4] != _CONT:
         return None
     end = 8 + _I32.unpack_from(mv, 4)[0]
     cls = schemas.get(bytes(mv[:end]))
-    if cls is None or mv[end : end + 4] != _CONT:
+    if cls is None or (expect is not None and cls is not expect) or mv[end : end + 4] != _CONT:
         return None
     meta = end + 8
     body = meta + _I32.unpack_from(mv, end + 4)[0]
