@@ -67,7 +67,9 @@ SETTINGS: tuple[Setting, ...] = (
     SEED.but(help="seed of splits and weights"),
     PARTITION,
     Setting("init_weights", "--init-weights", "FL_INIT_WEIGHTS",
-            ".npz of initial parameters by name, for the model whose parameters it holds", path),
+            ".npz of initial parameters by name (numpy.savez), for the model whose names it "
+            "holds, e.g. digits_mlp: fc1.weight [64, 32], fc1.bias [32], fc2.weight [32, 10], "
+            "fc2.bias [10]; a file that fits no model is refused with every model's list", path),
     DROPOUT,
     AVAILABILITY,
     Setting("selectors", "--selectors", "FL_DEMO_SELECTORS",

@@ -1,4 +1,11 @@
-"""structlog set-up: JSON lines for services, readable lines for a terminal."""
+"""structlog set-up: JSON lines for services, readable lines for a terminal.
+
+Libraries that log through the standard library (aiokafka, paho) are routed
+through the same renderer, so a service's stderr stays one JSON object per
+line. On a terminal (``console``) their lines are dropped below CRITICAL
+unless the level is ``debug``: every broker failure they report also ends our
+own command with one line that names it.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +38,32 @@ def configure_logging(log_format: str = "json", log_level: str = "info") -> None
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    quiet = log_format != "json" and log_level.lower() != "debug"
+    _route_standard_logging(renderer, quiet)
+
+
+#: Libraries whose standard-library log lines we render like our own.
+LIBRARIES = ("aiokafka", "kafka", "paho", "asyncio")
+
+
+def _route_standard_logging(renderer: structlog.types.Processor, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                redact_event,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(logging.CRITICAL if quiet else logging.WARNING)
 
 
 def prepare_process(log_format: str = "json", log_level: str = "info") -> None:

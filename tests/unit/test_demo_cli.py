@@ -148,3 +148,15 @@ def _subparser(parser: object, name: str) -> object:
         if isinstance(action, argparse._SubParsersAction):
             return action.choices[name]
     raise KeyError(name)
+
+
+def test_demo_help_names_the_parameters_init_weights_holds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from modelzoo import get_spec
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert get_spec("digits_mlp").param_manifest().describe() in help_text
