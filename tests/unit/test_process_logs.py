@@ -1,4 +1,4 @@
-"""Library log lines (aiokafka, paho) come out like our own: JSON in services, quiet on a terminal."""
+"""Library log lines (aiokafka, paho) render like ours: JSON in services, quiet on a terminal."""
 
 from __future__ import annotations
 
