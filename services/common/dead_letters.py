@@ -50,21 +50,20 @@ SUPPRESSED = "suppressed"  # counter: skipped and counted, but not written (over
 _log = structlog.get_logger("dead_letters")
 
 
+# Most specific first: the first class an exception is an instance of names its reason.
+_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (DecodeError, UNDECODABLE),
+    (SchemaVersionError, UNSUPPORTED_VERSION),
+    (UnknownMessageError, UNEXPECTED_TYPE),
+    (ValidationError, INVALID),
+    (ChunkError, BAD_CHUNK),
+    (SchemaError, UNDECODABLE),
+)
+
+
 def reason_for(exc: BaseException) -> str:
     """The dead-letter reason code of an exception met while handling a record."""
-    if isinstance(exc, DecodeError):
-        return UNDECODABLE
-    if isinstance(exc, SchemaVersionError):
-        return UNSUPPORTED_VERSION
-    if isinstance(exc, UnknownMessageError):
-        return UNEXPECTED_TYPE
-    if isinstance(exc, ValidationError):
-        return INVALID
-    if isinstance(exc, ChunkError):
-        return BAD_CHUNK
-    if isinstance(exc, SchemaError):
-        return UNDECODABLE
-    return HANDLER_ERROR
+    return next((reason for cls, reason in _REASONS if isinstance(exc, cls)), HANDLER_ERROR)
 
 
 def describe(exc: BaseException) -> str:
