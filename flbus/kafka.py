@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import TopicPartition as KafkaTP
 from aiokafka import errors as kerr
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from flbus.errors import (
     BrokerUnavailableError,
@@ -50,6 +51,7 @@ from flbus.port import (
     LogSubscription,
     Published,
     Start,
+    TopicPartition,
 )
 
 log = structlog.get_logger(__name__)
@@ -190,6 +192,22 @@ class KafkaBus(LogBus):
                 exc = kerr.for_code(code)(entry[2] if len(entry) > 2 else "")
                 raise kafka_error(f"create topic {name!r}", exc)
         self._known_topics.add(name)
+
+    async def delete_records(
+        self, before: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """Delete every record below offset ``before[tp]`` (Kafka's DeleteRecords, e.g. for
+        ``flctl dlq purge``); return each partition's new log start offset.
+
+        Kafka-only (not part of the LogBus port): roles never delete records.
+        """
+        _, admin = self._open()
+        request = {KafkaTP(tp.topic, tp.partition): RecordsToDelete(o) for tp, o in before.items()}
+        if not request:
+            return {}
+        with mapped(f"delete records of {sorted({tp.topic for tp in before})}"):
+            starts = await admin.delete_records(request)
+        return {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in starts.items()}
 
     async def _ensure_topic(self, name: str) -> None:
         if name not in self._known_topics:

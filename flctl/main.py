@@ -24,6 +24,7 @@ COMMANDS: list[str] = [
     "flctl.brokers_cli:register",
     "flctl.demo_cli:register",
     "flctl.replay:register",
+    "flctl.dlq:register",
     "flctl.roles.devices:register",
     "flctl.roles.coordinator:register",
     "flctl.roles.selector:register",

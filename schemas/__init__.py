@@ -5,6 +5,7 @@ from schemas.audit import AuditEvent
 from schemas.checkin import CheckIn
 from schemas.chunk import Chunk
 from schemas.codec import MESSAGE_TYPES, decode, encode
+from schemas.dead_letter import DeadLetter
 from schemas.evaluation import EvaluationReport
 from schemas.model_version import ModelVersion
 from schemas.partial import PartialAggregate
@@ -19,6 +20,7 @@ __all__ = [
     "AuditEvent",
     "CheckIn",
     "Chunk",
+    "DeadLetter",
     "EvaluationReport",
     "ModelUpdate",
     "ModelVersion",

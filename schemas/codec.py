@@ -37,6 +37,7 @@ from schemas import (  # noqa: F401
     audit,
     checkin,
     chunk,
+    dead_letter,
     evaluation,
     model_version,
     partial,

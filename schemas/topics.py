@@ -34,6 +34,7 @@ KAFKA_MODEL_VERSIONS = f"fl.{VERSION}.model-versions"  # Chunk of ModelVersion, 
 KAFKA_EVALUATIONS = f"fl.{VERSION}.evaluations"  # EvaluationReport, key=model
 KAFKA_ARTIFACTS = f"fl.{VERSION}.artifacts"  # Chunk of ArtifactBundle, key=model
 KAFKA_AUDIT = f"fl.{VERSION}.audit"  # AuditEvent, key=model (or "" )
+KAFKA_DEAD_LETTERS = f"fl.{VERSION}.dead-letters"  # DeadLetter, key=origin topic
 KAFKA_COMPACTED = frozenset({KAFKA_ROUND_PLANS})
 
 

@@ -25,7 +25,6 @@ from flbus.errors import BusError
 from flbus.port import LogBus, LogSubscription, Record, TopicPartition
 from schemas import ModelVersion, RoundPlan, decode
 from schemas.chunking import ChunkedReceiver
-from schemas.errors import SchemaError
 from schemas.topics import (
     KAFKA_MODEL_VERSIONS,
     KAFKA_PARTIALS,
@@ -34,11 +33,12 @@ from schemas.topics import (
 )
 from services.aggregator.config import AggregatorConfig
 from services.aggregator.consume import catch_up, header_claims, key_id
-from services.aggregator.intake import GotFailure, GotUpdate, Undecodable, UpdateIntake
+from services.aggregator.intake import GotFailure, GotUpdate, Poison, Undecodable, UpdateIntake
 from services.aggregator.ledger import OffsetLedger
 from services.aggregator.outbox import Outbox, published_round
 from services.aggregator.stats import AggregatorStats
 from services.aggregator.tally import Decision, RoundBook
+from services.common.dead_letters import DeadLetters
 
 
 class Aggregator:
@@ -53,6 +53,9 @@ class Aggregator:
         self._ledger = OffsetLedger()
         self._stats = AggregatorStats()
         self._out = Outbox(bus, config.hospital, clock)
+        self._dead = DeadLetters(
+            bus, "aggregator", clock, hospital=config.hospital, counts=self._stats.dead_lettered
+        )
         self._updates: LogSubscription | None = None
         self._parked: list[tuple[GotUpdate, int, int]] = []  # (update, sent_ms, parked_at_ms)
         self._log = structlog.get_logger("aggregator").bind(hospital=config.hospital)
@@ -90,34 +93,42 @@ class Aggregator:
             await self.on_control(record)
 
     async def _on_partial(self, record: Record) -> None:
+        await self._dead.guard(record, self._partial)
+
+    async def _partial(self, record: Record) -> None:
         done = published_round(record, self.config.hospital)
         if done is not None:
             self.book.closed.add(done)
 
     async def on_control(self, record: Record) -> None:
-        """Handle one round plan or one model-version chunk."""
+        """Handle one round plan or one model-version chunk; dead-letter one it cannot use."""
+        await self._dead.guard(record, self._control)
+
+    async def _control(self, record: Record) -> None:
         now = self._clock()
-        try:
-            if record.topic == KAFKA_ROUND_PLANS:
-                plan = decode(record.value, RoundPlan)
-                before = self.book.open.get(plan.model)
-                await self._publish(self.book.on_plan(plan))
-                tally = self.book.open.get(plan.model)
-                if tally is not None and tally is not before:
-                    goal = tally.state.goal
-                    self._log.info("round.opened", model=plan.model, round=plan.round_id, goal=goal)
-                await self._unpark(lambda got, _at: not self._ahead(got))
-                return
-            version = self._versions.add(record.value, now)
-            if isinstance(version, ModelVersion):
-                self.book.on_manifest(version.model, version.version, version.tensors.manifest)
-        except SchemaError as exc:
-            self._log.warning("control.undecodable", topic=record.topic, error=repr(exc))
+        if record.topic == KAFKA_ROUND_PLANS:
+            plan = decode(record.value, RoundPlan)
+            before = self.book.open.get(plan.model)
+            await self._publish(self.book.on_plan(plan))
+            tally = self.book.open.get(plan.model)
+            if tally is not None and tally is not before:
+                goal = tally.state.goal
+                self._log.info("round.opened", model=plan.model, round=plan.round_id, goal=goal)
+            await self._unpark(lambda got, _at: not self._ahead(got))
+            return
+        version = self._versions.add(record.value, now)
+        if isinstance(version, ModelVersion):
+            self.book.on_manifest(version.model, version.version, version.tensors.manifest)
 
     async def on_update(self, record: Record) -> None:
-        """Handle one record of the updates topic: fold, reject or count a dropped device."""
-        now = self._clock()
+        """Handle one record of the updates topic: fold, reject, count a dropped device,
+        or dead-letter a record that is no update at all (and commit past it)."""
         self._ledger.read(record)
+        if not await self._dead.guard(record, self._update):
+            await self._commit()
+
+    async def _update(self, record: Record) -> None:
+        now = self._clock()
         got = self._intake.feed(record, now)
         if isinstance(got, GotUpdate):
             await self._on_update(got, min(now, record.timestamp_ms or now))
@@ -126,6 +137,9 @@ class Aggregator:
         elif isinstance(got, Undecodable):
             model, round_id = header_claims(record)
             await self._reject(model, round_id, key_id(record), got.reason, got.detail)
+        elif isinstance(got, Poison):
+            await self._dead.send(record, got.reason, got.detail)
+            await self._commit()
 
     def _ahead(self, got: GotUpdate) -> bool:
         """Whether the update is for a round newer than every plan read so far."""

@@ -1,9 +1,10 @@
 """Turn records of ``fl.v1.updates.<H>`` into updates, failures or decode errors.
 
 A record holds either one encoded ``Chunk`` of a ``ModelUpdate`` or one encoded
-``TrainingFailure``. Chunks are reassembled (one buffer per upload in flight);
-the offset of each upload's first chunk is remembered until the upload
-completes, so offsets are never committed past an upload still being received.
+``TrainingFailure``; any other record is ``Poison`` (for the dead-letter topic).
+Chunks are reassembled (one buffer per upload in flight); the offset of each
+upload's first chunk is remembered until the upload completes, so offsets are
+never committed past an upload still being received.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from flbus.port import Record, TopicPartition
 from schemas import Chunk, ModelUpdate, TrainingFailure, decode
 from schemas.chunking import Reassembler
 from schemas.codec import MESSAGE_TYPES
+from schemas.dead_letter import UNEXPECTED_TYPE
 from schemas.errors import SchemaError
+from services.common.dead_letters import describe, reason_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +45,15 @@ class Undecodable:
     stream_id: str = ""
 
 
-Intake = GotUpdate | GotFailure | Undecodable | None
+@dataclass(frozen=True, slots=True)
+class Poison:
+    """The record itself is unusable (not a message, or not one this topic carries)."""
+
+    reason: str  # a dead-letter reason code (schemas.dead_letter.REASONS)
+    detail: str
+
+
+Intake = GotUpdate | GotFailure | Undecodable | Poison | None
 
 
 class UpdateIntake:
@@ -57,11 +68,11 @@ class UpdateIntake:
         try:
             msg: object = decode(record.value)
         except SchemaError as exc:
-            return Undecodable(type(exc).__name__, str(exc))
+            return Poison(reason_for(exc), describe(exc))
         if isinstance(msg, TrainingFailure):
             return GotFailure(msg)
         if not isinstance(msg, Chunk):
-            return Undecodable("UnexpectedMessage", f"{type(msg).__name__} on an updates topic")
+            return Poison(UNEXPECTED_TYPE, f"{type(msg).__name__} on an updates topic")
         return self._chunk(msg, record, now_ms)
 
     def _chunk(self, chunk: Chunk, record: Record, now_ms: int) -> Intake:

@@ -8,16 +8,24 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class AggregatorStats:
-    """Counters since start: updates accepted, rejected by reason, devices dropped, partials."""
+    """Counters since start: updates accepted, rejected by reason, devices dropped, partials,
+    and records dead-lettered by reason."""
 
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     dropped: int = 0
     partials: int = 0
+    dead_lettered: Counter[str] = field(default_factory=Counter)
 
     def copy(self) -> AggregatorStats:
         """An independent snapshot."""
-        return AggregatorStats(self.accepted, Counter(self.rejected), self.dropped, self.partials)
+        return AggregatorStats(
+            self.accepted,
+            Counter(self.rejected),
+            self.dropped,
+            self.partials,
+            Counter(self.dead_lettered),
+        )
 
     def as_dict(self) -> dict[str, object]:
         """Plain data for logs and status output."""
@@ -26,4 +34,5 @@ class AggregatorStats:
             "rejected": dict(self.rejected),
             "dropped": self.dropped,
             "partials": self.partials,
+            "dead_lettered": dict(self.dead_lettered),
         }

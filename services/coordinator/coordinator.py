@@ -8,10 +8,12 @@ versions and artifacts. Handlers know nothing of aiokafka: they see a LogBus.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 
 import structlog
 
+from flbus.errors import BusError
 from flbus.port import LogBus, LogSubscription, Record
 from schemas import (
     ArtifactBundle,
@@ -25,7 +27,8 @@ from schemas import (
     topics,
 )
 from schemas.chunking import ChunkedReceiver
-from schemas.errors import SchemaError
+from schemas.errors import SchemaError, UnknownMessageError
+from services.common.dead_letters import DeadLetters, describe, reason_for
 from services.common.streams import publish_log_chunked
 from services.coordinator.model_rounds import ModelRounds
 
@@ -90,7 +93,8 @@ class Coordinator:
         self.clock = clock
         self.tick_ms = tick_ms
         self.finished = asyncio.Event()
-        self.errors: dict[str, int] = {}
+        self.errors: Counter[str] = Counter()  # records dead-lettered, by reason
+        self._dead = DeadLetters(bus, "coordinator", clock, counts=self.errors)
         self._partials = ChunkedReceiver()
 
     async def start(self) -> LogSubscription:
@@ -129,7 +133,8 @@ class Coordinator:
                 remaining -= 1
                 try:
                     plan = decode(record.value, RoundPlan)
-                except SchemaError:
+                except SchemaError as exc:  # compacted and reread at every start: skip it
+                    await self._dead.send(record, reason_for(exc), describe(exc))
                     continue
                 if plan.model in self.models:
                     m = self.models[plan.model]
@@ -154,21 +159,20 @@ class Coordinator:
             await sub.close()
             for rounds in self.models.values():
                 await rounds.settle()  # a version being stored is finished, not torn
+            log.info("coordinator.stopped", dead_lettered=dict(self.errors))
 
     async def handle(self, record: Record, now_ms: int) -> None:
-        """Dispatch one record; a bad one is logged and counted, never fatal."""
+        """Dispatch one record; one it cannot use is dead-lettered and counted, never fatal."""
         try:
             if record.topic == topics.KAFKA_PARTIALS:
                 partial = self._partials.add(record.value, now_ms)
+                if partial is not None and not isinstance(partial, PartialAggregate):
+                    raise UnknownMessageError(f"{type(partial).__name__} on the partials topic")
                 if isinstance(partial, PartialAggregate) and partial.model in self.models:
                     await self.models[partial.model].on_partial(partial, now_ms)
             elif record.topic == topics.KAFKA_AUDIT:
-                event: object = decode(record.value)
-                if (
-                    isinstance(event, AuditEvent)
-                    and event.kind == "device.admitted"
-                    and event.model in self.models
-                ):
+                event = decode(record.value, AuditEvent)
+                if event.kind == "device.admitted" and event.model in self.models:
                     await self.models[event.model].on_admitted(
                         event.round_id, event.hospital_id, event.device_id, now_ms
                     )
@@ -177,13 +181,7 @@ class Coordinator:
                 for model in checkin.models:
                     if model in self.models:
                         self.models[model].note_checkin(checkin.hospital_id, checkin.device_id)
-        except SchemaError as e:
-            kind = type(e).__name__
-            self.errors[kind] = self.errors.get(kind, 0) + 1
-            log.warning(
-                "message.rejected",
-                topic=record.topic,
-                offset=record.offset,
-                reason=kind,
-                detail=str(e),
-            )
+        except BusError:
+            raise  # the broker failed, not the record: the role stops (exit 1)
+        except Exception as e:  # a poison record must not stop the coordinator
+            await self._dead.send(record, reason_for(e), describe(e))

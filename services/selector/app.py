@@ -8,6 +8,7 @@ from collections import Counter
 
 import structlog
 
+from flbus.errors import BusError
 from flbus.port import LogBus, LogSubscription, PubSubBus, Record, Subscription, TopicPartition
 from flproc.clock import Clock
 from schemas import CheckIn, decode
@@ -21,6 +22,7 @@ from schemas.topics import (
     MQTT_ROOT,
     UPLOAD,
 )
+from services.common.dead_letters import DeadLetters, describe, reason_for
 from services.selector.bridge import PlanBook, StreamBridge, bundle_topic, version_topic
 from services.selector.config import SelectorConfig
 from services.selector.outputs import ToDevice
@@ -49,6 +51,9 @@ class Selector:
         }
         self.stats: Counter[str] = Counter()
         self.publisher = Publisher(pubsub, log_bus, self.stats)
+        self.dead_letters = DeadLetters(
+            log_bus, "selector", clock, counts=self.stats, prefix="dead_lettered."
+        )
         self.ready = asyncio.Event()  # set once plans are loaded and devices are subscribed
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -80,20 +85,15 @@ class Selector:
 
     # -- service plane --------------------------------------------------------
 
-    def _apply(self, record: Record) -> list[ToDevice]:
+    async def _apply(self, record: Record) -> list[ToDevice]:
         try:
             if record.topic == KAFKA_ROUND_PLANS:
                 return self.plans.offer(record)
             return self._bridges[record.topic].offer(record)
-        except SchemaError as exc:
-            self.stats["record.rejected"] += 1
-            _log.warning(
-                "record.rejected",
-                topic=record.topic,
-                offset=record.offset,
-                reason=type(exc).__name__,
-                detail=str(exc),
-            )
+        except BusError:
+            raise
+        except Exception as exc:  # a poison record (plans are reread at every start) is skipped
+            await self.dead_letters.send(record, reason_for(exc), describe(exc))
             return []
 
     async def _catch_up(self, service: LogSubscription, stop: asyncio.Event) -> None:
@@ -104,7 +104,7 @@ class Selector:
             record = await service.get(timeout=0.5)
             if record is None:
                 continue
-            for out in self._apply(record):
+            for out in await self._apply(record):
                 latest.pop(out.topic, None)  # re-insert: keep publication order (seq 0 last)
                 latest[out.topic] = out
             tp = TopicPartition(record.topic, record.partition)
@@ -114,7 +114,7 @@ class Selector:
 
     async def _service_loop(self, service: LogSubscription) -> None:
         async for record in service:
-            await self.publisher.carry_out(list(self._apply(record)))
+            await self.publisher.carry_out(list(await self._apply(record)))
 
     # -- device plane ---------------------------------------------------------
 

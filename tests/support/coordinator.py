@@ -106,9 +106,13 @@ async def running_coordinator(
     store: ModelStore | None = None,
     evaluator: Evaluator | None = None,
     executor: Executor | None = None,
+    bus: MemoryLog | None = None,
 ) -> AsyncIterator[Harness]:
-    """Build and run a coordinator (rounds forever, 10 s deadline); stop it on exit."""
-    bus, clock = MemoryLog(), FakeClock()
+    """Build and run a coordinator (rounds forever, 10 s deadline); stop it on exit.
+
+    A ``bus`` given keeps its logs across runs (stopping a MemoryLog keeps them):
+    running twice on it is a restart."""
+    bus, clock = bus if bus is not None else MemoryLog(), FakeClock()
     store = store if store is not None else MemoryModelStore()
     await bus.start()
     settings = RoundSettings(

@@ -1,4 +1,7 @@
-"""Every bad update becomes an audited, counted, logged rejection, and the round goes on."""
+"""Every bad update becomes an audited, counted, logged rejection, and the round goes on.
+
+A record that is no update at all (garbage bytes, another message type) is not
+a rejection but a dead letter: tests/unit/test_dead_letters_consumers.py."""
 
 from __future__ import annotations
 
@@ -51,10 +54,6 @@ async def _over_norm(w: World) -> None:
     await w.send(w.update("bad", np.full(SIZE, 2.0)))  # L2 norm 5.66 > clip_norm 5
 
 
-async def _garbage(w: World) -> None:
-    await w.send_raw("bad", b"\x00not an arrow stream at all")
-
-
 async def _digest_mismatch(w: World) -> None:
     chunks = [decode(c, Chunk) for c in w.chunks(w.update("bad"), SMALL_CHUNKS)]
     last = chunks[-1]
@@ -76,7 +75,6 @@ CASES: dict[str, tuple[Send, str]] = {
     "wrong_tensor_names": (_wrong_names, "bad_shape"),
     "non_finite": (_non_finite, "non_finite"),
     "over_norm_bound": (_over_norm, "norm_exceeded"),
-    "garbage_bytes": (_garbage, "DecodeError"),
     "digest_mismatch": (_digest_mismatch, "DigestMismatchError"),
 }
 

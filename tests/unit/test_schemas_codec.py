@@ -18,6 +18,7 @@ from schemas import (
     AuditEvent,
     CheckIn,
     Chunk,
+    DeadLetter,
     EvaluationReport,
     ModelUpdate,
     ModelVersion,
@@ -109,6 +110,20 @@ def samples() -> list[Any]:
         AuditEvent("update.rejected", "m1", 3, "hosp_a", "dev-1", "norm_bound", "norm 12.0", 9),
         Chunk("s-1", "ModelUpdate", 0, 1, 3, 512 * 1024, b"\x01" * 16, b"abc"),
         ArtifactBundle.pack("m1", "sha-1", {"training_model.onnx": b"\x08\x07", "checkpoint": b""}),
+        DeadLetter(
+            "fl.v1.updates.hosp_a",
+            0,
+            41,
+            b"dev-1",
+            1_700_000_000_000,
+            "aggregator",
+            "hosp_a",
+            "undecodable",
+            "DecodeError: not Arrow",
+            9,
+            b"\x00garbage",
+            1_700_000_000_001,
+        ),
     ]
 
 
