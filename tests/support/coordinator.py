@@ -91,11 +91,15 @@ class Harness:
             0,
             Tensors(specs, (delta * n).astype(np.float32)),
         )
+        await self.send(msg)
+
+    async def send(self, msg: PartialAggregate) -> None:
+        """Publish a partial aggregate as an aggregator does (chunked, keyed by model)."""
         await publish_log_chunked(
             self.bus,
             topics.KAFKA_PARTIALS,
             msg,
-            stream_id=f"{MODEL}/r{plan.round_id}/{hospital}",
+            stream_id=f"{MODEL}/r{msg.round_id}/{msg.hospital_id}",
             key=MODEL.encode(),
         )
 
