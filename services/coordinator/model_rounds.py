@@ -14,7 +14,7 @@ import asyncio
 import functools
 from collections.abc import Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -22,9 +22,8 @@ import structlog
 
 from flcore import master
 from flcore import rounds as core
-from flcore.admission import learnt_population
 from flcore.close import BaseVersion, NextVersion, next_version
-from flcore.errors import EmptyAggregate, NonFiniteVersion, SizeMismatch
+from flcore.errors import EmptyAggregate, InvalidParameter, NonFiniteVersion, SizeMismatch
 from flcore.partial_check import check_partial, partial_bounds
 from flcore.server_opt import ServerOptState
 from flstore import ModelStore, VersionRecord
@@ -34,6 +33,7 @@ from services.coordinator import plans
 from services.coordinator.closing import NotKept, keep_version
 from services.coordinator.config import RoundSettings
 from services.coordinator.evaluation import Evaluator
+from services.coordinator.population import Population
 from services.coordinator.summary import RoundSummary
 
 log = structlog.get_logger("coordinator")
@@ -78,12 +78,11 @@ class ModelRounds:
     close_failures: dict[str, int] = field(default_factory=dict)  # by stage
     _closing: asyncio.Task[None] | None = None
     _partials: dict[str, PartialAggregate] = field(default_factory=dict)
-    _seen_checkins: dict[str, set[str]] = field(default_factory=dict)
     _admitted: set[tuple[str, str]] = field(default_factory=set)
-    _last_goals: dict[str, int] = field(default_factory=dict)  # the previous round's goals
 
     def __post_init__(self) -> None:
         self._optimizer = self.settings.make_optimizer()
+        self.learnt = Population(self.hospitals, self.population, self.settings)
 
     @property
     def finished(self) -> bool:
@@ -99,39 +98,15 @@ class ModelRounds:
         return tuple(sorted(self._partials))
 
     def note_checkin(self, hospital: str, device: str) -> None:
-        """Count a device seen checking in (drives the next round's admission probability).
-
-        Only the configured hospitals count, and at most ``max_devices_per_hospital``
-        devices each: check-ins are anonymous, a flood of them must not grow this.
-        """
-        if hospital not in self.hospitals:
-            return
-        seen = self._seen_checkins.setdefault(hospital, set())
-        if len(seen) < self.settings.max_devices_per_hospital:
-            seen.add(device)
-
-    def expected_devices(self) -> dict[str, int]:
-        """Devices each hospital is expected to have in the next round (bounded growth)."""
-        s, last = self.settings, self._last_goals
-        return {
-            h: learnt_population(
-                self.population.get(h, 0),
-                len(self._seen_checkins.get(h, ())),
-                last.get(h),
-                fraction=s.fraction,
-                growth=s.goal_growth,
-                ceiling=s.max_devices_per_hospital,
-            )
-            for h in self.hospitals
-        }
+        """Count a device seen checking in (drives the next round's goals and probability)."""
+        self.learnt.note(hospital, device)
 
     # -- opening ------------------------------------------------------------
 
     async def open_round(self, now_ms: int) -> None:
         """Open the next round: publish its plan."""
-        goals, probability = plans.round_goals(self.expected_devices(), self.settings)
-        self._seen_checkins.clear()
-        self._last_goals = dict(goals)
+        goals, probability = plans.round_goals(self.learnt.expected(), self.settings)
+        self.learnt.planned(goals)
         round_id = self.next_round_id
         self.next_round_id += 1
         terms = plans.round_terms(self.model, round_id, self.version, goals, self.settings, now_ms)
@@ -150,6 +125,35 @@ class ModelRounds:
             goals=goals,
             admission_probability=round(probability, 4),
         )
+
+    def resume(self, plan: RoundPlan) -> bool:
+        """Take up the round ``plan`` shows open when the previous coordinator stopped.
+
+        Returns False when there is none to take up: the plan ended, or its
+        version was already stored (the coordinator stopped before saying so).
+        """
+        self.next_round_id = max(self.next_round_id, plan.round_id + 1)
+        if plan.state not in ("selecting", "training") or plan.base_version != self.version:
+            return False
+        try:
+            terms = plans.restored_terms(plan, self.settings)
+        except (InvalidParameter, ValueError) as e:
+            log.warning("round.not_resumed", model=self.model, round=plan.round_id, error=str(e))
+            return False
+        state = core.open_round(terms)
+        self.state = (
+            state if plan.state == "selecting" else replace(state, phase=core.Phase.TRAINING)
+        )
+        self.summary = RoundSummary(
+            self.model,
+            plan.round_id,
+            plan.base_version,
+            opened_at_ms=plan.opened_at_ms,
+            goals=dict(terms.goals),
+        )
+        self.learnt.last_goals = dict(terms.goals)
+        log.info("round.resumed", model=self.model, round=plan.round_id, state=plan.state)
+        return True
 
     def _wire_plan(
         self, state: str, probability: float, now_ms: int, reason: str = ""

@@ -16,7 +16,16 @@ from flbus.port import LogSubscription
 from flsim.datasets import model_dataset
 from flstore import MemoryModelStore, ModelStore
 from modelzoo import get_spec
-from schemas import ModelVersion, PartialAggregate, RoundPlan, Tensors, decode, topics
+from schemas import (
+    CheckIn,
+    ModelVersion,
+    PartialAggregate,
+    RoundPlan,
+    Tensors,
+    decode,
+    encode,
+    topics,
+)
 from schemas.chunking import ChunkedReceiver
 from services.common.streams import publish_log_chunked
 from services.coordinator.app import build
@@ -104,25 +113,51 @@ class Harness:
         )
 
 
+def checkin(hospital: str, device: str, now_ms: int) -> bytes:
+    """An encoded check-in of ``device`` for ``MODEL``, as a selector forwards it."""
+    return encode(
+        CheckIn(device, hospital, (MODEL,), "1.0", "1.0", True, True, True, 90.0, 512, now_ms)
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_coordinator(
     tmp_path: Path,
     store: ModelStore | None = None,
     evaluator: Evaluator | None = None,
     executor: Executor | None = None,
+    *,
+    bus: MemoryLog | None = None,
+    clock: FakeClock | None = None,
+    population: dict[str, int] | None = None,
+    **settings: object,
 ) -> AsyncIterator[Harness]:
-    """Build and run a coordinator (rounds forever, 10 s deadline); stop it on exit."""
-    bus, clock = MemoryLog(), FakeClock()
+    """Build and run a coordinator (rounds forever, 10 s deadline); stop it on exit.
+
+    Give ``bus`` (started) and ``clock`` to run it again on the same log, as a
+    restarted process; ``population`` replaces the known 4 devices per
+    hospital ({}: learnt from check-ins); ``settings`` override round settings.
+    """
+    own_bus = bus is None
+    bus = bus if bus is not None else MemoryLog()
+    clock = clock if clock is not None else FakeClock()
     store = store if store is not None else MemoryModelStore()
-    await bus.start()
-    settings = RoundSettings(
-        rounds=0, round_timeout_ms=10_000, selection_window_ms=1_000, close_grace_ms=500
+    if own_bus:
+        await bus.start()
+    round_settings = RoundSettings(
+        **{
+            "rounds": 0,
+            "round_timeout_ms": 10_000,
+            "selection_window_ms": 1_000,
+            "close_grace_ms": 500,
+            **settings,
+        }  # type: ignore[arg-type]
     )
     config = CoordinatorConfig(
         (MODEL,),
         ("h0", "h1"),
-        settings,
-        {"h0": 4, "h1": 4},
+        round_settings,
+        {"h0": 4, "h1": 4} if population is None else population,
         artifacts_dir=tmp_path / "artifacts",
         tick_ms=5,
     )
@@ -140,4 +175,7 @@ async def running_coordinator(
         try:
             await task  # re-raises what ended the coordinator
         finally:
-            await bus.stop()
+            await plans.close()
+            await versions.close()
+            if own_bus:
+                await bus.stop()
