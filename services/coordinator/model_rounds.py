@@ -223,7 +223,7 @@ class ModelRounds:
             detail=found.detail,
         )
         await self.outbox.audit(
-            "partial.refused", self.model, partial.round_id, found.reason, found.detail
+            "partial.refused", self.model, partial.round_id, found.reason, f"{h}: {found.detail}"
         )
         return False
 

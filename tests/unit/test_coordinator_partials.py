@@ -90,6 +90,7 @@ async def test_a_bad_partial_is_refused_and_the_round_closes_with_the_others(
     np.testing.assert_allclose(v1.tensors.flat, v0.tensors.flat + 1.0, atol=1e-5)  # h1 alone
     (refusal,) = await _refusals(harness, 1)
     assert refusal.reason == reason and refusal.round_id == plan.round_id
+    assert refusal.detail.startswith("h0: ")
     summary = harness.rounds.history[-1]
     assert summary.outcome == "done" and set(summary.refused) == {"h0"}
     assert summary.reported == {"h1": 4}
