@@ -61,28 +61,32 @@ async def catch_up(
     handle: Callable[[Record], Awaitable[None]],
     idle_ms: int,
     position: ReadPosition,
+    assign_timeout_ms: int = 30_000,
 ) -> int:
     """Hand ``handle`` every record up to the end offsets at start; return how many.
 
-    A partition starts at the group's committed offset (or its end, with
-    nothing committed), which ``position`` learns. Stops early after
-    ``idle_ms`` without a record, so a group still joining or a silent broker
-    never hangs start-up.
+    Waits (up to ``assign_timeout_ms``) for the group to assign partitions: a
+    record published before then must not fall between a late assignment and
+    its reset to the end. A partition starts at the group's committed offset,
+    or is pinned at its end with nothing committed; ``position`` learns where.
+    Then stops after ``idle_ms`` without a record, so a silent broker never
+    hangs start-up.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + idle_ms / 1000
-    ends: dict[TopicPartition, int] = {}
+    give_up = loop.time() + assign_timeout_ms / 1000
+    while not sub.assignment() and loop.time() < give_up:
+        await asyncio.sleep(0.05)
+    ends = await sub.end_offsets() if sub.assignment() else {}
     at: dict[TopicPartition, int] = {}
+    for tp, end in ends.items():
+        committed = await sub.committed(tp)
+        if committed is None:
+            await sub.seek(tp, end)  # from now on, fixed before anything is handled
+        at[tp] = end if committed is None else committed
+        position.start(tp, at[tp])
     count = 0
-    while True:
-        if not ends and sub.assignment():
-            ends = await sub.end_offsets()
-            for tp, end in ends.items():
-                committed = await sub.committed(tp)
-                at[tp] = end if committed is None else committed
-                position.start(tp, at[tp])
-        if ends and all(at[tp] >= end for tp, end in ends.items()):
-            return count
+    deadline = loop.time() + idle_ms / 1000
+    while not all(at[tp] >= end for tp, end in ends.items()):
         record = await sub.get(min(0.1, idle_ms / 1000))
         if record is not None:
             at[record.tp] = record.offset + 1
@@ -90,4 +94,5 @@ async def catch_up(
             count += 1
             deadline = loop.time() + idle_ms / 1000
         elif loop.time() >= deadline:
-            return count
+            break
+    return count
