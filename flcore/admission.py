@@ -6,6 +6,11 @@ probability the coordinator publishes in the round plan. Over many devices the
 admitted fraction approaches the probability; for one device the answer never
 changes within a round, so retries and replica hops are harmless.
 
+The devices a hospital is expected to have are learnt from check-ins, which
+anyone can send: :func:`learnt_population` bounds what they can make the
+coordinator believe (at most ``ceiling`` devices, and a goal that grows at
+most ``growth`` times from one round to the next).
+
 Declined devices get a "come back at" time: after the current round's
 deadline (when the next round's selection is likely open) plus a jitter drawn
 from a second hash, which spreads the herd of returning devices. It is never
@@ -97,3 +102,31 @@ def admission_probability(
         # Too few (or unknown) check-ins to be choosy: take everyone.
         return 1.0
     return goal * over_selection / expected_checkins
+
+
+def learnt_population(
+    known: int,
+    seen: int,
+    previous_goal: int | None,
+    *,
+    fraction: float,
+    growth: float,
+    ceiling: int,
+) -> int:
+    """Devices a hospital is expected to have: ``known`` (configured, trusted) or, if more,
+    the ``seen`` devices that checked in, bounded so a flood of fake check-ins cannot
+    make absurd goals.
+
+    The learnt part is at most ``ceiling``, and at most what lets the goal
+    (``fraction`` of the population) grow ``growth`` times past ``previous_goal``
+    (None: no previous round, only the ceiling applies).
+    """
+    if not growth >= 1.0 or ceiling < 1 or not 0 < fraction <= 1:
+        raise InvalidParameter(
+            "need growth >= 1, ceiling >= 1 and 0 < fraction <= 1, "
+            f"got {growth}, {ceiling} and {fraction}"
+        )
+    learnt = min(seen, ceiling)
+    if previous_goal is not None:
+        learnt = min(learnt, math.floor(max(1, previous_goal) * growth / fraction))
+    return max(known, learnt)

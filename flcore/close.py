@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flcore.errors import NonFiniteVersion
 from flcore.master import PartialSum, combine
 from flcore.server_opt import ServerOptimizer, ServerOptState
 
@@ -91,6 +92,9 @@ def next_version(
     EmptyAggregate, SizeMismatch
         As :func:`flcore.master.combine`: nothing to combine, or a partial of
         the wrong size.
+    NonFiniteVersion
+        The next weights or the training loss are NaN or infinite (such a
+        version is never stored or served).
     """
     result = combine(
         partials,
@@ -102,6 +106,12 @@ def next_version(
         rng=rng,
     )
     loss_sum = sum(p.loss_sum for p in partials if p.num_updates > 0)
+    train_loss = loss_sum / result.num_examples
+    if not np.isfinite(result.weights).all():
+        bad = int(np.count_nonzero(~np.isfinite(result.weights)))
+        raise NonFiniteVersion(f"{bad} of {result.weights.size} next weights are not finite")
+    if not np.isfinite(train_loss):
+        raise NonFiniteVersion(f"train_loss is {train_loss}")
     return NextVersion(
         model=base.model,
         version=base.version + 1,
@@ -110,7 +120,7 @@ def next_version(
         created_at_ms=created_at_ms,
         weights=result.weights,
         server_state=result.state,
-        metrics={"train_loss": loss_sum / result.num_examples},
+        metrics={"train_loss": float(train_loss)},
         num_examples=result.num_examples,
         num_updates=result.num_updates,
     )

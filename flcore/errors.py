@@ -12,7 +12,8 @@ Hierarchy::
     FlcoreError
     ├── InvalidParameter      (also ValueError) bad hyper-parameter, argument or unknown name
     ├── SizeMismatch          (also ValueError) vectors of different lengths were combined
-    └── EmptyAggregate        a weighted mean was asked of nothing (total weight 0)
+    ├── EmptyAggregate        a weighted mean was asked of nothing (total weight 0)
+    └── NonFiniteVersion      combining made weights or metrics that are not finite
 """
 
 from __future__ import annotations
@@ -32,3 +33,7 @@ class SizeMismatch(FlcoreError, ValueError):
 
 class EmptyAggregate(FlcoreError):
     """A weighted mean was requested but nothing (or only zero weight) was folded in."""
+
+
+class NonFiniteVersion(FlcoreError):
+    """A close step made weights or metrics that are NaN or infinite: it is never kept."""

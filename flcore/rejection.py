@@ -7,7 +7,7 @@ from enum import StrEnum
 
 
 class RejectReason(StrEnum):
-    """Why an update (or its admission token) was refused; values are stable wire strings."""
+    """Why an update, its token or a partial was refused; values are stable wire strings."""
 
     BAD_TOKEN = "bad_token"
     EXPIRED_TOKEN = "expired_token"
@@ -21,6 +21,8 @@ class RejectReason(StrEnum):
     NON_FINITE = "non_finite"
     NORM_EXCEEDED = "norm_exceeded"
     NO_EXAMPLES = "no_examples"
+    TOO_MANY_EXAMPLES = "too_many_examples"
+    IMPLAUSIBLE_COUNT = "implausible_count"
 
 
 @dataclass(frozen=True, slots=True)

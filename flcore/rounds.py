@@ -147,5 +147,18 @@ def _partial(state: RoundState, event: PartialReceived) -> Step:
     report = PartialReport(event.hospital, event.num_updates, event.total_weight)
     state = replace(state, partials={**state.partials, event.hospital: report})
     if set(state.partials) == set(state.plan.goals):
-        return _close_or_abandon(state, "all hospitals reported")
+        return _close_or_abandon(state, _all_reported(state))
     return state, ()
+
+
+def _all_reported(state: RoundState) -> str:
+    """The true reason of a close on the last partial: goals met, or which fell short."""
+    goals, partials = state.plan.goals, state.partials
+    short = [
+        f"{h} {partials[h].num_updates}/{g}"
+        for h, g in sorted(goals.items())
+        if partials[h].num_updates < g
+    ]
+    if not short:
+        return "all hospitals reported"
+    return f"all hospitals reported, short of goals: {', '.join(short)}"

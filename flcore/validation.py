@@ -29,6 +29,7 @@ class RoundFacts:
     is_open: bool
     expected_size: int
     norm_bound: float = 0.0  # 0 = no bound
+    max_examples: int = 0  # examples one update may claim; 0 = no bound
     layer_sizes: tuple[tuple[str, int], ...] = ()  # optional per-layer sizes, for a better detail
 
 
@@ -96,6 +97,11 @@ def validate_update(
         )
     if update.num_examples <= 0:
         return Rejection(RejectReason.NO_EXAMPLES, f"num_examples={update.num_examples}")
+    if rf.max_examples and update.num_examples > rf.max_examples:
+        return Rejection(
+            RejectReason.TOO_MANY_EXAMPLES,
+            f"num_examples={update.num_examples}, at most {rf.max_examples}",
+        )
     return _check_array(update.delta, rf)
 
 

@@ -395,6 +395,11 @@ class Reassembler:
             self._note(self._expired, sid)
         return gone
 
+    def drop(self, stream_id: str) -> None:
+        """Forget an incomplete stream now, as if it had expired (later chunks are refused)."""
+        if self._streams.pop(stream_id, None) is not None:
+            self._note(self._expired, stream_id)
+
     def missing(self, stream_id: str) -> list[int]:
         """Sequence numbers not yet received for an open stream."""
         st = self._streams.get(stream_id)

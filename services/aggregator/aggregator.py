@@ -33,7 +33,14 @@ from schemas.topics import (
 )
 from services.aggregator.config import AggregatorConfig
 from services.aggregator.consume import catch_up, header_claims, key_id
-from services.aggregator.intake import GotFailure, GotUpdate, Poison, Undecodable, UpdateIntake
+from services.aggregator.intake import (
+    GotFailure,
+    GotUpdate,
+    Poison,
+    Refused,
+    Undecodable,
+    UpdateIntake,
+)
 from services.aggregator.ledger import OffsetLedger
 from services.aggregator.outbox import Outbox, published_round
 from services.aggregator.stats import AggregatorStats
@@ -46,9 +53,9 @@ class Aggregator:
 
     def __init__(self, config: AggregatorConfig, bus: LogBus, clock: Callable[[], int]) -> None:
         self.config = config
-        self.book = RoundBook(config.hospital)
+        self.book = RoundBook(config.hospital, max_examples=config.max_examples)
         self._bus, self._clock = bus, clock
-        self._intake = UpdateIntake(config.stream_timeout_ms)
+        self._intake = UpdateIntake(config.stream_limits)
         self._versions = ChunkedReceiver(config.stream_timeout_ms)
         self._ledger = OffsetLedger()
         self._stats = AggregatorStats()
@@ -63,6 +70,10 @@ class Aggregator:
     def stats(self) -> AggregatorStats:
         """A snapshot of the counters."""
         return self._stats.copy()
+
+    def uploads_held(self) -> tuple[int, int]:
+        """Uploads in flight and the bytes they claim (bounded by the stream limits)."""
+        return self._intake.open_uploads, self._intake.held_bytes
 
     async def run(self, stop: asyncio.Event) -> None:
         """Learn published rounds and plans, replay the backlog, then fold and tick until stop."""
@@ -134,6 +145,9 @@ class Aggregator:
             await self._on_update(got, min(now, record.timestamp_ms or now))
         elif isinstance(got, GotFailure):
             await self._on_failure(got, record)
+        elif isinstance(got, Refused):  # noqa: SIM114 (over a limit, not a poison record)
+            model, round_id = header_claims(record)
+            await self._reject(model, round_id, key_id(record), got.reason, got.detail)
         elif isinstance(got, Undecodable):
             model, round_id = header_claims(record)
             await self._reject(model, round_id, key_id(record), got.reason, got.detail)
@@ -217,8 +231,8 @@ class Aggregator:
     async def tick(self) -> None:
         """Expire stalled uploads and publish every round whose deadline passed."""
         now = self._clock()
-        for sid in self._intake.expire(now):
-            await self._reject("", -1, "", "incomplete_upload", f"stream {sid!r} stalled")
+        for sid, why in self._intake.expire(now):
+            await self._reject("", -1, "", "incomplete_upload", f"stream {sid!r} {why}")
         # Parked too long: the plan never came (or this aggregator missed it).
         await self._unpark(lambda _got, at: now - at >= self.config.park_ms)
         await self._publish(self.book.tick(now))

@@ -8,16 +8,23 @@ from flproc.errors import SettingError
 from flproc.parsers import Range, host_ports
 from flproc.settings import KAFKA_BOOTSTRAP, Setting
 from schemas._base import ID_RULE, is_valid_id
-from schemas.chunking import DEFAULT_TIMEOUT_MS
+from services.aggregator.intake import StreamLimits
 from services.common.settings import TOKEN_SECRET
 
 _AT_LEAST_1, _AT_LEAST_0 = Range(1, integer=True), Range(0, integer=True)
+MIB = 1024 * 1024
 RANGES: dict[str, Range] = {
     "tick_ms": _AT_LEAST_1,
     "stream_timeout_ms": _AT_LEAST_1,
     "catch_up_idle_ms": _AT_LEAST_0,
     "park_ms": _AT_LEAST_0,
     "park_limit": _AT_LEAST_0,
+    "stream_max_age_ms": _AT_LEAST_1,
+    "max_upload_bytes": _AT_LEAST_1,
+    "max_uploads": _AT_LEAST_1,
+    "max_uploads_per_device": _AT_LEAST_1,
+    "max_upload_bytes_held": _AT_LEAST_1,
+    "max_examples": _AT_LEAST_1,
 }
 """The numbers each numeric field accepts (the config's check and its setting's parser)."""
 
@@ -35,7 +42,13 @@ class AggregatorConfig:
     kafka_bootstrap: str = "127.0.0.1:9092"
     group: str = ""  # empty: aggregator.<hospital>
     tick_ms: int = 50  # how often deadlines are checked
-    stream_timeout_ms: int = DEFAULT_TIMEOUT_MS  # an upload idle this long is dropped
+    stream_timeout_ms: int = 60_000  # an upload idle this long is dropped
+    stream_max_age_ms: int = 300_000  # an upload still incomplete this long is dropped
+    max_upload_bytes: int = 64 * MIB  # bytes one upload may claim
+    max_uploads: int = 256  # uploads in flight in this process
+    max_uploads_per_device: int = 2  # uploads in flight per device
+    max_upload_bytes_held: int = 256 * MIB  # bytes all uploads in flight may claim together
+    max_examples: int = 100_000  # examples one update may claim
     catch_up_idle_ms: int = 2_000  # start-up reads stop after this long without a record
     park_ms: int = 10_000  # how long an update may wait for its round's plan
     park_limit: int = 10_000  # updates waiting for a plan at most (then rejected at once)
@@ -59,6 +72,18 @@ class AggregatorConfig:
         """The consumer group of the updates topic."""
         return self.group or f"aggregator.{self.hospital}"
 
+    @property
+    def stream_limits(self) -> StreamLimits:
+        """What uploads in flight may hold."""
+        return StreamLimits(
+            idle_ms=self.stream_timeout_ms,
+            max_age_ms=self.stream_max_age_ms,
+            max_upload_bytes=self.max_upload_bytes,
+            max_open=self.max_uploads,
+            max_open_per_device=self.max_uploads_per_device,
+            max_held_bytes=self.max_upload_bytes_held,
+        )
+
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("hospital", "--hospital", "FL_HOSPITAL", "hospital id this aggregator serves",
@@ -71,7 +96,25 @@ SETTINGS: tuple[Setting, ...] = (
             "how often round deadlines are checked (ms)", RANGES["tick_ms"].parse, "50"),
     Setting("stream_timeout_ms", "--stream-timeout-ms", "FL_AGGREGATOR_STREAM_TIMEOUT_MS",
             "an upload with no new chunk for this long is dropped (ms)",
-            RANGES["stream_timeout_ms"].parse, str(DEFAULT_TIMEOUT_MS)),
+            RANGES["stream_timeout_ms"].parse, "60000"),
+    Setting("stream_max_age_ms", "--stream-max-age-ms", "FL_AGGREGATOR_STREAM_MAX_AGE_MS",
+            "an upload still incomplete this long after its first chunk is dropped (ms)",
+            RANGES["stream_max_age_ms"].parse, "300000"),
+    Setting("max_upload_bytes", "--max-upload-bytes", "FL_AGGREGATOR_MAX_UPLOAD_BYTES",
+            "bytes one upload may claim (larger ones are refused on their first chunk)",
+            RANGES["max_upload_bytes"].parse, str(64 * MIB)),
+    Setting("max_uploads", "--max-uploads", "FL_AGGREGATOR_MAX_UPLOADS",
+            "uploads in flight in this process at most", RANGES["max_uploads"].parse, "256"),
+    Setting("max_uploads_per_device", "--max-uploads-per-device",
+            "FL_AGGREGATOR_MAX_UPLOADS_PER_DEVICE", "uploads in flight per device at most",
+            RANGES["max_uploads_per_device"].parse, "2"),
+    Setting("max_upload_bytes_held", "--max-upload-bytes-held",
+            "FL_AGGREGATOR_MAX_UPLOAD_BYTES_HELD",
+            "bytes all uploads in flight may claim together",
+            RANGES["max_upload_bytes_held"].parse, str(256 * MIB)),
+    Setting("max_examples", "--max-examples", "FL_AGGREGATOR_MAX_EXAMPLES",
+            "examples one update may claim (more is refused as too_many_examples)",
+            RANGES["max_examples"].parse, "100000"),
     Setting("catch_up_idle_ms", "--catch-up-idle-ms", "FL_AGGREGATOR_CATCH_UP_IDLE_MS",
             "start-up reads end after this long without a record (ms)",
             RANGES["catch_up_idle_ms"].parse, "2000"),

@@ -73,8 +73,11 @@ Decision = tuple[Tally, PublishPartial]
 class RoundBook:
     """Latest plan per model, known manifests, rounds already published, open tallies."""
 
-    def __init__(self, hospital: str, closed: set[tuple[str, int]] | None = None) -> None:
+    def __init__(
+        self, hospital: str, closed: set[tuple[str, int]] | None = None, max_examples: int = 0
+    ) -> None:
         self.hospital = hospital
+        self.max_examples = max_examples  # examples one update may claim (0: no bound)
         self.plans: dict[str, RoundPlan] = {}
         self.manifests: dict[tuple[str, int], Manifest] = {}
         self.closed: set[tuple[str, int]] = set(closed or ())
@@ -150,6 +153,7 @@ class RoundBook:
             is_open=tally is not None,
             expected_size=size,
             norm_bound=plan.clip_norm if plan is not None else 0.0,
+            max_examples=self.max_examples,
             layer_sizes=tuple((s.name, s.size) for s in manifest or ()),
         )
         claims = UpdateClaims(

@@ -9,19 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from flbus.port import LogBus
-from flcore.close import first_version
-from flcore.server_opt import ServerOptState
 from flproc.clock import Clock
 from flstore import ModelStore
 from modelzoo import flatten, generate_artifacts, get_spec
 from modelzoo.artifacts import INFO_FILE
 from schemas import ArtifactBundle
-from services.coordinator.closing import NotKept, keep_version
 from services.coordinator.config import CoordinatorConfig
 from services.coordinator.coordinator import Coordinator, KafkaOutbox
 from services.coordinator.evaluation import Evaluator
 from services.coordinator.init_weights import initial_weights
 from services.coordinator.model_rounds import ModelRounds
+from services.coordinator.resume import resume_version
 
 
 def artifact_bundle(model: str, artifacts_dir: Path, seed: int = 0) -> ArtifactBundle:
@@ -53,17 +51,14 @@ def build(
     for i, name in enumerate(config.models):
         manifest = get_spec(name).param_manifest()
         bundles[name] = artifact_bundle(name, config.artifacts_dir)
-        record = store.latest(name)
-        if record is None:
-            flat = flatten(initial_weights(name, config), manifest)
-            first = first_version(name, flat, clock())
-            kept = keep_version(first, manifest, store, evaluator, note="initial")
-            if isinstance(kept, NotKept):
-                raise kept.error
-            record = kept.record
-        _, weights = store.get(name, record.version)
-        saved = store.server_state(name, record.version)
-        opt_state = ServerOptState.from_arrays(saved) if saved is not None else ServerOptState()
+        record, weights, opt_state = resume_version(
+            name,
+            manifest,
+            store,
+            evaluator,
+            lambda: flatten(initial_weights(name, config), manifest),  # noqa: B023 (called now)
+            clock(),
+        )
         models[name] = ModelRounds(
             model=name,
             hospitals=config.hospitals,
@@ -77,7 +72,7 @@ def build(
             population=config.population,
             executor=executor,
             version=record.version,
-            weights=flatten(weights, manifest),
+            weights=weights,
             opt_state=opt_state,
         )
     return Coordinator(bus, models, outbox, bundles, clock, config.tick_ms)

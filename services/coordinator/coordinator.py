@@ -15,6 +15,7 @@ import structlog
 
 from flbus.errors import BusError
 from flbus.port import LogBus, LogSubscription, Record
+from flcore.round_types import Phase
 from schemas import (
     ArtifactBundle,
     AuditEvent,
@@ -31,10 +32,14 @@ from schemas.errors import SchemaError, UnknownMessageError
 from services.common.dead_letters import DeadLetters, describe, reason_for
 from services.common.streams import publish_log_chunked
 from services.coordinator.model_rounds import ModelRounds
+from services.coordinator.position import ReadPosition, catch_up
 
 log = structlog.get_logger("coordinator")
 
 TOPICS_READ = (topics.KAFKA_PARTIALS, topics.KAFKA_AUDIT, topics.KAFKA_CHECKINS)
+GROUP = "coordinator"
+"""The consumer group of the topics read: a restart resumes from its committed position."""
+OPEN_PHASES = (Phase.SELECTING, Phase.TRAINING, Phase.CLOSING)
 
 
 class KafkaOutbox:
@@ -85,6 +90,7 @@ class Coordinator:
         bundles: dict[str, ArtifactBundle],
         clock: Callable[[], int],
         tick_ms: int = 50,
+        catch_up_idle_ms: int = 2_000,
     ) -> None:
         self.bus = bus
         self.models = models
@@ -96,9 +102,13 @@ class Coordinator:
         self.errors: Counter[str] = Counter()  # records dead-lettered, by reason
         self._dead = DeadLetters(bus, "coordinator", clock, counts=self.errors)
         self._partials = ChunkedReceiver()
+        self.catch_up_idle_ms = catch_up_idle_ms
+        self.position = ReadPosition()
+        self._held: dict[str, int] = {}  # model -> the open round holding the read position
+        self._sub: LogSubscription | None = None
 
     async def start(self) -> LogSubscription:
-        """Create topics, resume round numbering, announce artifacts and current versions."""
+        """Create topics, take up open rounds, announce artifacts and current versions."""
         for name in (
             topics.KAFKA_PARTIALS,
             topics.KAFKA_AUDIT,
@@ -109,10 +119,11 @@ class Coordinator:
         ):
             await self.bus.create_topic(name)
         await self.bus.create_topic(topics.KAFKA_ROUND_PLANS, compacted=True)
-        await self._resume_round_ids()
-        sub = await self.bus.subscribe(list(TOPICS_READ), start="earliest")
-        for tp, end in (await sub.end_offsets()).items():
-            await sub.seek(tp, end)  # only what happens from now on
+        await self._resume_rounds()
+        # From the group's committed position; with none (first start), from now on.
+        sub = await self.bus.subscribe(list(TOPICS_READ), group=GROUP, start="latest")
+        self._sub = sub
+        self._hold_open_rounds()
         for name, rounds in self.models.items():
             await self.outbox.artifacts(self.bundles[name])
             record = rounds.store.latest(name)
@@ -120,8 +131,12 @@ class Coordinator:
             await self.outbox.version(rounds.version_message(record))
         return sub
 
-    async def _resume_round_ids(self) -> None:
-        """Continue round numbering after the last plan on the compacted plans topic."""
+    async def _resume_rounds(self) -> None:
+        """Continue after the last plan of each model on the compacted plans topic.
+
+        Numbering goes on after it, and a round it shows open is taken up again.
+        """
+        last: dict[str, RoundPlan] = {}
         sub = await self.bus.subscribe([topics.KAFKA_ROUND_PLANS], start="earliest")
         try:
             ends = await sub.end_offsets()
@@ -137,15 +152,21 @@ class Coordinator:
                     await self._dead.send(record, reason_for(exc), describe(exc))
                     continue
                 if plan.model in self.models:
-                    m = self.models[plan.model]
-                    m.next_round_id = max(m.next_round_id, plan.round_id + 1)
+                    known = last.get(plan.model)
+                    if known is None or plan.round_id >= known.round_id:
+                        last[plan.model] = plan
         finally:
             await sub.close()
+        for model, plan in last.items():
+            self.models[model].resume(plan)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set or every model has run its rounds."""
         sub = await self.start()
         try:
+            # What was published while no coordinator ran, before any deadline is judged.
+            replayed = await catch_up(sub, self._handle_now, self.catch_up_idle_ms, self.position)
+            log.info("coordinator.started", replayed=replayed)
             while not stop.is_set() and not self.finished.is_set():
                 record = await sub.get(self.tick_ms / 1000)
                 now = self.clock()
@@ -153,16 +174,55 @@ class Coordinator:
                     await self.handle(record, now)
                 for rounds in self.models.values():
                     await rounds.on_tick(now)
+                if self._hold_open_rounds():
+                    await self._commit()
                 if all(m.finished for m in self.models.values()):
                     self.finished.set()
         finally:
-            await sub.close()
-            for rounds in self.models.values():
-                await rounds.settle()  # a version being stored is finished, not torn
-            log.info("coordinator.stopped", dead_lettered=dict(self.errors))
+            try:
+                for rounds in self.models.values():
+                    await rounds.settle()  # a version being stored is finished, not torn
+                self._hold_open_rounds()
+                await self._commit()
+            finally:
+                await sub.close()
+                log.info("coordinator.stopped", dead_lettered=dict(self.errors))
+
+    async def _handle_now(self, record: Record) -> None:
+        await self.handle(record, self.clock())
+
+    def _hold_open_rounds(self) -> bool:
+        """Hold the read position at each open round's opening; True if a hold changed."""
+        changed = False
+        for name, rounds in self.models.items():
+            state = rounds.state
+            open_id = (
+                state.plan.round_id if state is not None and state.phase in OPEN_PHASES else None
+            )
+            if self._held.get(name) == open_id:
+                continue
+            changed = True
+            self.position.release(name)
+            self._held.pop(name, None)
+            if open_id is not None:
+                self.position.hold(name)
+                self._held[name] = open_id
+        return changed
+
+    async def _commit(self) -> None:
+        offsets = self.position.to_commit()
+        if not offsets or self._sub is None:
+            return
+        try:
+            await self._sub.commit(offsets)
+        except BusError as e:  # a later commit covers it; a replay changes nothing decided
+            log.warning("offsets.commit_failed", error=repr(e))
+            return
+        self.position.committed(offsets)
 
     async def handle(self, record: Record, now_ms: int) -> None:
         """Dispatch one record; one it cannot use is dead-lettered and counted, never fatal."""
+        self.position.handled(record)
         try:
             if record.topic == topics.KAFKA_PARTIALS:
                 partial = self._partials.add(record.value, now_ms)

@@ -14,7 +14,7 @@ import asyncio
 import functools
 from collections.abc import Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -23,7 +23,8 @@ import structlog
 from flcore import master
 from flcore import rounds as core
 from flcore.close import BaseVersion, NextVersion, next_version
-from flcore.errors import EmptyAggregate, SizeMismatch
+from flcore.errors import EmptyAggregate, InvalidParameter, NonFiniteVersion, SizeMismatch
+from flcore.partial_check import check_partial, partial_bounds
 from flcore.server_opt import ServerOptState
 from flstore import ModelStore, VersionRecord
 from modelzoo import ParamManifest
@@ -32,6 +33,7 @@ from services.coordinator import plans
 from services.coordinator.closing import NotKept, keep_version
 from services.coordinator.config import RoundSettings
 from services.coordinator.evaluation import Evaluator
+from services.coordinator.population import Population
 from services.coordinator.summary import RoundSummary
 
 log = structlog.get_logger("coordinator")
@@ -76,11 +78,11 @@ class ModelRounds:
     close_failures: dict[str, int] = field(default_factory=dict)  # by stage
     _closing: asyncio.Task[None] | None = None
     _partials: dict[str, PartialAggregate] = field(default_factory=dict)
-    _seen_checkins: dict[str, set[str]] = field(default_factory=dict)
     _admitted: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._optimizer = self.settings.make_optimizer()
+        self.learnt = Population(self.hospitals, self.population, self.settings)
 
     @property
     def finished(self) -> bool:
@@ -96,19 +98,15 @@ class ModelRounds:
         return tuple(sorted(self._partials))
 
     def note_checkin(self, hospital: str, device: str) -> None:
-        """Count a device seen checking in (drives the next round's admission probability)."""
-        self._seen_checkins.setdefault(hospital, set()).add(device)
+        """Count a device seen checking in (drives the next round's goals and probability)."""
+        self.learnt.note(hospital, device)
 
     # -- opening ------------------------------------------------------------
 
     async def open_round(self, now_ms: int) -> None:
         """Open the next round: publish its plan."""
-        expected = {
-            h: max(self.population.get(h, 0), len(self._seen_checkins.get(h, ())))
-            for h in self.hospitals
-        }
-        goals, probability = plans.round_goals(expected, self.settings)
-        self._seen_checkins.clear()
+        goals, probability = plans.round_goals(self.learnt.expected(), self.settings)
+        self.learnt.planned(goals)
         round_id = self.next_round_id
         self.next_round_id += 1
         terms = plans.round_terms(self.model, round_id, self.version, goals, self.settings, now_ms)
@@ -127,6 +125,35 @@ class ModelRounds:
             goals=goals,
             admission_probability=round(probability, 4),
         )
+
+    def resume(self, plan: RoundPlan) -> bool:
+        """Take up the round ``plan`` shows open when the previous coordinator stopped.
+
+        Returns False when there is none to take up: the plan ended, or its
+        version was already stored (the coordinator stopped before saying so).
+        """
+        self.next_round_id = max(self.next_round_id, plan.round_id + 1)
+        if plan.state not in ("selecting", "training") or plan.base_version != self.version:
+            return False
+        try:
+            terms = plans.restored_terms(plan, self.settings)
+        except (InvalidParameter, ValueError) as e:
+            log.warning("round.not_resumed", model=self.model, round=plan.round_id, error=str(e))
+            return False
+        state = core.open_round(terms)
+        self.state = (
+            state if plan.state == "selecting" else replace(state, phase=core.Phase.TRAINING)
+        )
+        self.summary = RoundSummary(
+            self.model,
+            plan.round_id,
+            plan.base_version,
+            opened_at_ms=plan.opened_at_ms,
+            goals=dict(terms.goals),
+        )
+        self.learnt.last_goals = dict(terms.goals)
+        log.info("round.resumed", model=self.model, round=plan.round_id, state=plan.state)
+        return True
 
     def _wire_plan(
         self, state: str, probability: float, now_ms: int, reason: str = ""
@@ -159,12 +186,46 @@ class ModelRounds:
                 reason="not the open round",
             )
             return
-        if self.state.is_open and partial.hospital_id not in self._partials:
-            self._partials[partial.hospital_id] = partial
+        h = partial.hospital_id
+        fresh = self.state.is_open and h in self.state.plan.goals and h not in self.state.partials
+        if fresh and not await self._admissible(partial):
+            # Reported, with nothing usable: the round goes on with the others.
+            await self._advance(core.PartialReceived(partial.round_id, h, 0, 0.0), now_ms)
+            return
+        if fresh:
+            self._partials[h] = partial
         event = core.PartialReceived(
-            partial.round_id, partial.hospital_id, partial.num_updates, float(partial.num_examples)
+            partial.round_id, h, partial.num_updates, float(partial.num_examples)
         )
         await self._advance(event, now_ms)
+
+    async def _admissible(self, partial: PartialAggregate) -> bool:
+        """Check a partial against the plan before it may be combined; audit a refusal."""
+        assert self.state is not None and self.summary is not None
+        h, s = partial.hospital_id, self.settings
+        bounds = partial_bounds(
+            self.manifest.total_size,
+            self.state.plan.goals[h],
+            self.summary.admitted.get(h, 0),
+            s.over_selection,
+            s.max_examples_per_update,
+        )
+        found = check_partial(_partial_sum(partial), bounds)
+        if found is None:
+            return True
+        self.summary.refused[h] = f"{found.reason}: {found.detail}"
+        log.warning(
+            "partial.refused",
+            model=self.model,
+            round=partial.round_id,
+            hospital=h,
+            reason=str(found.reason),
+            detail=found.detail,
+        )
+        await self.outbox.audit(
+            "partial.refused", self.model, partial.round_id, found.reason, f"{h}: {found.detail}"
+        )
+        return False
 
     async def on_tick(self, now_ms: int) -> None:
         """Let deadlines pass; open the next round when none is open."""
@@ -220,12 +281,7 @@ class ModelRounds:
         reporting = [
             self._partials[p.hospital] for p in decision.partials if p.hospital in self._partials
         ]
-        partials = [
-            master.PartialSum(
-                p.hospital_id, p.tensors.flat, p.num_examples, p.num_updates, p.loss_sum
-            )
-            for p in reporting
-        ]
+        partials = [_partial_sum(p) for p in reporting]
         base = BaseVersion(self.model, self.version, self.weights, self.opt_state)
         s = self.settings
         try:
@@ -239,7 +295,7 @@ class ModelRounds:
                 clip_norm=s.clip_norm,
                 rng=self.rng,
             )
-        except (EmptyAggregate, SizeMismatch) as e:
+        except (EmptyAggregate, SizeMismatch, NonFiniteVersion) as e:
             await self._abandon(str(e), now_ms)
             return
         # Export, scoring and storing take a while: they run in a worker thread while
@@ -289,6 +345,9 @@ class ModelRounds:
 
     async def _abandon(self, reason: str, now_ms: int) -> None:
         assert self.state is not None and self.summary is not None
+        if self.summary.refused:
+            refused = "; ".join(f"{h}: {why}" for h, why in sorted(self.summary.refused.items()))
+            reason = f"{reason}; partials refused: {refused}"
         if self.state.is_open or self.state.phase is core.Phase.CLOSING:
             self.state, _ = core.advance(
                 self.state, core.AbortRound(self.state.plan.round_id, reason)
@@ -307,3 +366,9 @@ class ModelRounds:
             summary.train_seconds += p.train_seconds_sum
         self.history.append(summary)
         self.rounds_run += 1
+
+
+def _partial_sum(p: PartialAggregate) -> master.PartialSum:
+    return master.PartialSum(
+        p.hospital_id, p.tensors.flat, p.num_examples, p.num_updates, p.loss_sum
+    )

@@ -59,6 +59,28 @@ def round_terms(
     )
 
 
+def restored_terms(plan: RoundPlan, settings: RoundSettings) -> RoundTerms:
+    """The terms of a round a previous coordinator opened, from its published plan.
+
+    Raises :class:`flcore.errors.InvalidParameter` for a plan no round could have.
+    """
+    goals = dict(zip(plan.hospitals, plan.targets, strict=True))
+    return RoundTerms(
+        model=plan.model,
+        round_id=plan.round_id,
+        base_version=plan.base_version,
+        goals=goals,
+        selection_deadline_ms=min(
+            plan.opened_at_ms + settings.selection_window_ms, plan.deadline_ms
+        ),
+        deadline_ms=plan.deadline_ms,
+        close_grace_ms=settings.close_grace_ms,
+        over_selection=plan.over_selection,
+        min_hospital_fraction=settings.min_hospital_fraction,
+        min_update_fraction=plan.min_fraction,
+    )
+
+
 def wire_plan(
     terms: RoundTerms,
     settings: RoundSettings,

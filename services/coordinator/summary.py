@@ -21,6 +21,7 @@ class RoundSummary:
     admitted: dict[str, int] = field(default_factory=dict)
     reported: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # hospital -> why its partial was
     examples: int = 0
     train_seconds: float = 0.0
     train_loss: float = float("nan")

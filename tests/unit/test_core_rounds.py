@@ -210,3 +210,15 @@ def test_hospital_publishes_at_deadline_even_when_empty() -> None:
 def test_hospital_refuses_update_of_other_round() -> None:
     with pytest.raises(InvalidParameter):
         advance_hospital(HR, UpdateAccepted(2, 1.0))
+
+
+def test_a_close_on_partials_short_of_their_goals_says_so() -> None:
+    state, out = _run(
+        open_round(PLAN),
+        PartialReceived(1, "h0", 10, 100.0),
+        PartialReceived(1, "h1", 4, 90.0),
+        PartialReceived(1, "h2", 10, 80.0),
+    )
+    close = out[-1]
+    assert isinstance(close, CloseRound) and state.phase is Phase.CLOSING
+    assert close.reason == "all hospitals reported, short of goals: h1 4/10"

@@ -153,12 +153,14 @@ async def test_coordinator_dead_letters_poison_and_closes_the_round(tmp_path: Pa
 
 async def test_coordinator_restarts_over_poison_in_round_plans(tmp_path: Path) -> None:
     bus = MemoryLog()
+    await bus.start()  # one log for both runs: the second is a restart
     async with running_coordinator(tmp_path, bus=bus) as h:
         await h.next_plan("selecting")
         await bus.publish(KAFKA_ROUND_PLANS, GARBAGE, key=b"poison")
-        store = h.store
+        store, clock = h.store, h.clock
 
-    async with running_coordinator(tmp_path, store=store, bus=bus) as h:
+    async with running_coordinator(tmp_path, store=store, bus=bus, clock=clock) as h:
+        h.clock.now += 60_000  # past round 1's deadline: the resumed round ends, round 2 opens
         second: list[RoundPlan] = []
         while not second:  # the first run's plans (and the poison) come first, from the start
             record = await h.plans.get(5)
@@ -166,7 +168,7 @@ async def test_coordinator_restarts_over_poison_in_round_plans(tmp_path: Path) -
             if record.value != GARBAGE and (p := decode(record.value, RoundPlan)).round_id > 1:
                 second.append(p)
 
-    assert second[0].round_id == 2  # numbering resumed past round 1 despite the poison
+    assert second[0].round_id == 2  # round 1 taken up and ended despite the poison
     assert origins(await letters(bus)) == [(KAFKA_ROUND_PLANS, 1, "coordinator", "undecodable")]
 
 
