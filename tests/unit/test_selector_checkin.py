@@ -29,7 +29,9 @@ pytestmark = pytest.mark.unit
 
 NOW = 1_700_000_000_000
 SECRET = b"selector-test-secret"
-CONFIG = SelectorConfig(token_secret=SECRET, stats_interval_s=60.0, plan_wait_ms=100)
+CONFIG = SelectorConfig(
+    token_secret=SECRET, stats_interval_s=60.0, plan_wait_ms=100, hospitals=("h0", "h1", "h9")
+)
 
 
 class Clock:
