@@ -36,6 +36,7 @@ RANGES: dict[str, Range] = {
     "tracked_devices": _WHOLE_ABOVE_0,
     "park_max": _WHOLE_AT_LEAST_0,
     "stats_interval_s": Range(0, low_open=True),
+    "stall_s": Range(0, low_open=True),
 }
 """The numbers each numeric field accepts (the config's check and its setting's parser)."""
 
@@ -98,6 +99,8 @@ class SelectorConfig:
     max_forward_bytes: int = 1_000_000  # Kafka's default message.max.bytes is 1 MiB
     checkin_interval_ms: int = 1_000
     tracked_devices: int = 100_000
+    # Health: device messages waiting and none handled for this long means stalled.
+    stall_s: float = 20.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.token_secret, bytes) or not self.token_secret:
@@ -105,7 +108,7 @@ class SelectorConfig:
         for name in ("retry_jitter_ms", "selection_cutoff_ms", "plan_wait_ms", "min_backoff_ms",
                      "no_round_retry_ms", "workers", "stats_interval_s", "park_max",
                      "max_models_per_checkin", "max_field_chars", "max_forward_bytes",
-                     "checkin_interval_ms", "tracked_devices"):  # fmt: skip
+                     "checkin_interval_ms", "tracked_devices", "stall_s"):  # fmt: skip
             RANGES[name].check(name, getattr(self, name))
         bad = [h for h in self.hospitals if not is_valid_id(h)]
         if not self.hospitals or bad or len(set(self.hospitals)) != len(self.hospitals):
@@ -173,5 +176,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tracked_devices", "--tracked-devices", "FL_SELECTOR_TRACKED_DEVICES",
             "devices (and upload streams) remembered for rate limits and audit dedup",
             RANGES["tracked_devices"].parse, "100000"),
+    Setting("stall_s", "--stall-after", "FL_STALL_AFTER_S",
+            "unhealthy when device messages wait and none was handled for this long (s)",
+            RANGES["stall_s"].parse, "20"),
 )  # fmt: skip
 """Every setting of :class:`SelectorConfig`, in ``--help`` order."""

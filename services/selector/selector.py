@@ -83,6 +83,31 @@ def handle_checkin(
     return outs
 
 
+def awaiting_plan(
+    value: bytes, plans: Mapping[str, RoundPlan], config: SelectorConfig
+) -> CheckIn | None:
+    """The check-in in ``value`` when it is acceptable but no model of it has a selecting plan."""
+    try:
+        checkin = decode(value, CheckIn)
+    except SchemaError:
+        return None
+    if _refusal(checkin, config) is not None:
+        return None
+    selecting = any(p.state == SELECTING for m in checkin.models if (p := plans.get(m)))
+    return None if selecting else checkin
+
+
+def plan_pending(checkin: CheckIn, now_ms: int, config: SelectorConfig) -> list[Out]:
+    """A short RetryAfter per model: this replica may lag a plan and has no room to wait."""
+    topic = task_topic(checkin.hospital_id, checkin.device_id)
+    outs: list[Out] = []
+    for model in dict.fromkeys(checkin.models):
+        jitter = stable_uniform(model, checkin.hospital_id, checkin.device_id, now_ms, salt="park")
+        at = now_ms + config.min_backoff_ms + int(jitter * max(config.plan_wait_ms, 1))
+        outs.append(_retry(topic, checkin, model, at, "plan_pending"))
+    return outs
+
+
 def _refusal(checkin: CheckIn, config: SelectorConfig) -> tuple[str, str] | None:
     """Why a decoded check-in is too big to act on (reason, detail), or None."""
     if len(checkin.models) > config.max_models_per_checkin:

@@ -116,10 +116,11 @@ async def running(
     config: SelectorConfig = CONFIG,
     plans: tuple[RoundPlan, ...] = (),
     seed: Callable[[MemoryLog], Awaitable[None]] | None = None,
+    log_factory: Callable[..., MemoryLog] = MemoryLog,
 ) -> AsyncIterator[Harness]:
     """Start ``replicas`` selectors on fresh in-memory buses, with ``plans`` already in Kafka."""
     clock = Clock()
-    pubsub, log = MemoryPubSub(), MemoryLog(clock=clock)
+    pubsub, log = MemoryPubSub(), log_factory(clock=clock)
     await pubsub.start()
     await log.start()
     for p in plans:
