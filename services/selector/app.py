@@ -160,9 +160,9 @@ class Selector:
         while await _first(self._reconnected, stop):
             self._reconnected.clear()
             outs = list(self.retained.values())
+            await self.publisher.carry_out(outs)
             self.stats["retained.republished"] += len(outs)
             _log.info("retained.republished", messages=len(outs))
-            await self.publisher.carry_out(outs)
 
     # -- device plane ---------------------------------------------------------
 
