@@ -12,6 +12,7 @@ import structlog
 from flbus.port import LogBus, LogSubscription, PubSubBus, Record, Subscription, TopicPartition
 from flproc.clock import Clock
 from flproc.health import Progress
+from schemas import CheckIn, decode
 from schemas.errors import SchemaError
 from schemas.topics import (
     CHECKIN,
@@ -21,6 +22,7 @@ from schemas.topics import (
     KAFKA_ROUND_PLANS,
     MQTT_ROOT,
     UPLOAD,
+    DeviceTopic,
     parse_device_topic,
 )
 from services.selector.bridge import PlanBook, StreamBridge, bundle_topic, version_topic
@@ -29,7 +31,7 @@ from services.selector.guards import RateLimit, rate_limited
 from services.selector.outputs import Out, ToDevice
 from services.selector.parking import Parking
 from services.selector.publish import Publisher
-from services.selector.selector import awaiting_plan, handle_device, plan_pending
+from services.selector.selector import awaiting_plan, handle_device, plan_pending, rate_retry
 
 _log = structlog.get_logger("selector")
 STOP_GRACE_S = 2.0
@@ -204,9 +206,9 @@ class Selector:
             except SchemaError:
                 where = None
             if where is not None and where.hospital in c.hospitals:
-                next_ms = self.rate.allow((where.hospital, where.device), now_ms)
-                if next_ms is not None:
-                    return [rate_limited(where, next_ms, now_ms, c.checkin_interval_ms)]
+                limited = self._rate_limited(where, record.value, now_ms)
+                if limited is not None:
+                    return limited
                 checkin = (
                     awaiting_plan(record.value, self.plans.plans, c) if c.plan_wait_ms else None
                 )
@@ -218,6 +220,24 @@ class Selector:
                     self.stats["checkin.park_full"] += 1
                     return plan_pending(checkin, now_ms, c)
         return handle_device(record, self.plans.plans, now_ms, c)
+
+    def _rate_limited(self, where: DeviceTopic, value: bytes, now_ms: int) -> list[Out] | None:
+        """Refusals when every model of this check-in was asked about too recently, else None.
+
+        The limit is per device and model: an honest device checks in for each of
+        its models in turn; a flood repeats them.
+        """
+        try:
+            checkin = decode(value, CheckIn)
+        except SchemaError:
+            return None  # the handler audits it
+        models = list(dict.fromkeys(checkin.models))[: self.config.max_models_per_checkin]
+        waits = [self.rate.allow((where.hospital, where.device, m), now_ms) for m in models]
+        if not models or any(w is None for w in waits):
+            return None
+        retry_at = max(w for w in waits if w is not None)
+        interval = self.config.checkin_interval_ms
+        return [rate_limited(where, retry_at, now_ms, interval), *rate_retry(checkin, retry_at)]
 
     def _release_parked(self) -> None:
         for model in self.parking.models():

@@ -108,6 +108,12 @@ def plan_pending(checkin: CheckIn, now_ms: int, config: SelectorConfig) -> list[
     return outs
 
 
+def rate_retry(checkin: CheckIn, at_ms: int) -> list[Out]:
+    """A RetryAfter per model for a device that checks in too often."""
+    topic = task_topic(checkin.hospital_id, checkin.device_id)
+    return [_retry(topic, checkin, m, at_ms, "rate_limited") for m in dict.fromkeys(checkin.models)]
+
+
 def _refusal(checkin: CheckIn, config: SelectorConfig) -> tuple[str, str] | None:
     """Why a decoded check-in is too big to act on (reason, detail), or None."""
     if len(checkin.models) > config.max_models_per_checkin:

@@ -110,3 +110,14 @@ async def test_selector_health_reports_a_stalled_worker() -> None:
             await h.pubsub.publish(f"fl/v1/h0/{device}/checkin", encode(checkin("h0", device)))
         await until(lambda: sel.problem() is not None, timeout=2.0)
         assert "device messages" in (sel.problem() or "")
+
+
+async def test_selector_rate_limit_lets_a_device_check_in_for_each_model_in_turn() -> None:
+    plans = (plan(), plan(model="other"))
+    async with running(plans=plans) as h:
+        [first] = await h.ask(checkin("h0", "d1", models=("digits",)))
+        [second] = await h.ask(checkin("h0", "d1", models=("other",)))
+        assert isinstance(first, Task) and isinstance(second, Task)
+        [again] = await h.ask(checkin("h0", "d1", models=("digits",)))
+        assert isinstance(again, RetryAfter) and again.reason == "rate_limited"
+        assert again.retry_at_ms == NOW + CONFIG.checkin_interval_ms
