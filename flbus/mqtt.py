@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -119,6 +119,7 @@ class MqttBus(PubSubBus):
         self._acks: dict[int, _Unacked] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._subacks: dict[int, asyncio.Future[list[BusError | None]]] = {}
+        self._reconnect_listeners: list[Callable[[], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -182,6 +183,15 @@ class MqttBus(PubSubBus):
         if self._link is not None:
             self._link.drain()
         log.info("mqtt.stopped", url=self._url.safe, client_id=self.client_id)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the link to the broker is up now."""
+        return self._started and not self._closed and self._connected.is_set()
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the loop after every reconnect (after resubscribing is sent)."""
+        self._reconnect_listeners.append(callback)
 
     def _check_open(self) -> PahoLink:
         if self._closed or not self._started or self._link is None:
@@ -309,6 +319,12 @@ class MqttBus(PubSubBus):
                 again = self._send_subscribe(link, sub, retain_handling=0, with_id=not sub.plain)
                 task = asyncio.ensure_future(again)
                 task.add_done_callback(_log_resubscribe)
+        if resumed:
+            for callback in list(self._reconnect_listeners):
+                try:
+                    callback()
+                except Exception:  # a listener's bug must not break the link's events
+                    log.exception("mqtt.reconnect_listener_failed")
 
     def _on_refused(self, reason: str, error: BusError) -> None:
         log.warning("mqtt.connect_refused", url=self._url.safe, reason=reason)

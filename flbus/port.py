@@ -16,7 +16,7 @@ suite runs against every implementation.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
@@ -218,6 +218,18 @@ class PubSubBus(_Lifecycle):
         -------
         A subscription that first yields matching retained messages, then
         every message published after the call returned.
+        """
+
+    @property
+    def connected(self) -> bool:
+        """Whether the link to the broker is up now (a bus without a link is always up)."""
+        return True
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop each time the link comes back after a loss.
+
+        A restarted broker may have lost retained messages and sessions; publishers of
+        retained state republish it from here. A bus without a link never calls it.
         """
 
 

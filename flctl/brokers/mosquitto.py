@@ -43,6 +43,10 @@ class Mosquitto(Broker):
             "allow_anonymous true",  # loopback only: the listener binds 127.0.0.1
             "persistence true",
             f"persistence_location {data}/",
+            # Saved on every change, not only at a clean shutdown or every 30 minutes:
+            # a crashed broker comes back with its retained plans, versions and artifacts.
+            "autosave_on_changes true",
+            "autosave_interval 1",
             "log_dest stderr",
             "log_type error warning notice information",
             "max_queued_messages 10000",

@@ -139,6 +139,7 @@ async def federation(
                     eligibility=EligibilityPolicy(),
                     no_round_retry_ms=1_000,
                     retry_jitter_ms=1_000,
+                    hospitals=tuple(experiment.hospitals()),
                 ),
                 await buses.pubsub_for(f"selector-{i}"),
                 await buses.log_for(f"selector-{i}"),

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
 from typing import Any
 
 from flbus.errors import BusError
 from flproc.clock import wall_ms
-from flproc.health import run_service
+from flproc.health import Liveness, run_service
+from flproc.parsers import Range, integer
 from flproc.settings import (
     EXIT_BAD_SETTING,
     KAFKA_BOOTSTRAP,
@@ -28,8 +31,16 @@ NAME, PROG = "selector", "flctl selector"
 PROCESS: tuple[Setting, ...] = (
     MQTT_URL,
     KAFKA_BOOTSTRAP,
-    Setting("mqtt_client_id", "--mqtt-client-id", "FL_SELECTOR_CLIENT_ID",
-            "stable MQTT client id (default: a fresh one per run)"),
+    Setting("replica_id", "--replica-id", "FL_SELECTOR_ID",
+            "this replica's MQTT client id, unique per replica "
+            "(default: <share group>-<host name>-<pid>)"),
+    Setting("mqtt_session_expiry_s", "--mqtt-session-expiry", "FL_SELECTOR_SESSION_EXPIRY",
+            "seconds the broker keeps a lost replica's session, and queues its share of "
+            "the devices' messages (0: the others take its share at once)",
+            integer(Range(0)), "0"),
+    Setting("mqtt_keepalive_s", "--mqtt-keepalive", "FL_SELECTOR_KEEPALIVE",
+            "seconds between MQTT pings; a silent replica is dropped after 1.5 times this",
+            integer(Range(1)), "10"),
 )  # fmt: skip
 
 
@@ -64,16 +75,41 @@ def main(args: argparse.Namespace) -> int:
     if ready is None:
         return EXIT_BAD_SETTING
     config, process = ready
-    return run_service(NAME, lambda stop: _serve(process, config, stop), (BusError,), prog=PROG)
+    liveness = Liveness()
+    return run_service(
+        NAME,
+        lambda stop: _serve(process, config, stop, liveness),
+        (BusError,),
+        prog=PROG,
+        liveness=liveness,
+    )
 
 
-async def _serve(process: dict[str, Any], config: SelectorConfig, stop: asyncio.Event) -> None:
+def replica_id(given: str | None, share_group: str) -> str:
+    """The replica's MQTT client id: ``given``, else one unique to this host and process."""
+    if given:
+        return given
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return f"{share_group}-{host or 'host'}-{os.getpid()}"
+
+
+async def _serve(
+    process: dict[str, Any], config: SelectorConfig, stop: asyncio.Event, liveness: Liveness
+) -> None:
     from flbus.kafka import KafkaBus
     from flbus.mqtt import MqttBus
     from services.selector.app import build
 
-    pubsub = MqttBus(process["mqtt_url"], client_id=process["mqtt_client_id"])
+    # A replica in a shared subscription must not keep a session when it is gone:
+    # the broker would go on queueing its share of the devices' messages for it.
+    pubsub = MqttBus(
+        process["mqtt_url"],
+        client_id=replica_id(process["replica_id"], config.share_group),
+        session_expiry=process["mqtt_session_expiry_s"],
+        keepalive=process["mqtt_keepalive_s"],
+    )
     log_bus = KafkaBus(process["kafka_bootstrap"], client_id="selector")
     async with pubsub, log_bus:
         selector = build(config, pubsub, log_bus, wall_ms)
+        liveness.add(selector.problem)
         await selector.run(stop)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flproc.parsers import secret_bytes
+from flproc.parsers import ids_or_count, secret_bytes
 from flproc.settings import Setting
 
 TOKEN_SECRET = Setting(
@@ -13,4 +13,13 @@ TOKEN_SECRET = Setting(
     secret_bytes,
     secret=True,
     required=True,
+)
+
+HOSPITALS = Setting(
+    "hospitals",
+    "--hospitals",
+    "FL_HOSPITALS",
+    "hospital ids, comma separated, or a count (3 = h0,h1,h2)",
+    ids_or_count("h"),
+    "h0,h1,h2",
 )

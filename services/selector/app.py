@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections import Counter
 
@@ -11,6 +12,7 @@ import structlog
 from flbus.errors import BusError
 from flbus.port import LogBus, LogSubscription, PubSubBus, Record, Subscription, TopicPartition
 from flproc.clock import Clock
+from flproc.health import Progress
 from schemas import CheckIn, decode
 from schemas.errors import SchemaError
 from schemas.topics import (
@@ -21,15 +23,20 @@ from schemas.topics import (
     KAFKA_ROUND_PLANS,
     MQTT_ROOT,
     UPLOAD,
+    DeviceTopic,
+    parse_device_topic,
 )
 from services.common.dead_letters import DeadLetters, describe, reason_for
 from services.selector.bridge import PlanBook, StreamBridge, bundle_topic, version_topic
 from services.selector.config import SelectorConfig
-from services.selector.outputs import ToDevice
+from services.selector.guards import RateLimit, rate_limited
+from services.selector.outputs import Out, ToDevice
+from services.selector.parking import Parking
 from services.selector.publish import Publisher
-from services.selector.selector import handle_device
+from services.selector.selector import awaiting_plan, handle_device, plan_pending, rate_retry
 
 _log = structlog.get_logger("selector")
+STOP_GRACE_S = 2.0
 
 
 def device_filter(leaf: str) -> str:
@@ -50,11 +57,25 @@ class Selector:
             KAFKA_ARTIFACTS: StreamBridge("ArtifactBundle", bundle_topic, "artifact_chunk"),
         }
         self.stats: Counter[str] = Counter()
-        self.publisher = Publisher(pubsub, log_bus, self.stats)
+        self.publisher = Publisher(pubsub, log_bus, self.stats, config.tracked_devices)
         self.dead_letters = DeadLetters(
             log_bus, "selector", clock, counts=self.stats, prefix="dead_lettered."
         )
         self.ready = asyncio.Event()  # set once plans are loaded and devices are subscribed
+        self.parking = Parking(config.park_max)
+        self.rate = RateLimit(config.checkin_interval_ms, config.tracked_devices)
+        self.progress = Progress("device messages", config.stall_s)
+        # The retained device-plane state this replica published, in publication order,
+        # republished whenever the MQTT link comes back (the broker may have lost it).
+        self.retained: dict[str, ToDevice] = {}
+        self._reconnected = asyncio.Event()
+        self._later: set[asyncio.Task[None]] = set()
+
+    def problem(self) -> str | None:
+        """Health: why this replica is not serving devices now, or None (see flproc.health)."""
+        if not self.pubsub.connected:
+            return "mqtt: not connected"
+        return self.progress.problem()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Catch up on the service plane, then serve devices until ``stop`` is set."""
@@ -62,6 +83,7 @@ class Selector:
             [KAFKA_ROUND_PLANS, KAFKA_MODEL_VERSIONS, KAFKA_ARTIFACTS], start="earliest"
         )
         subs: list[Subscription] = [service]
+        self.pubsub.on_reconnect(self._reconnected.set)
         try:
             await self._catch_up(service, stop)
             devices = await self.pubsub.subscribe(
@@ -72,15 +94,25 @@ class Selector:
             self.ready.set()
             _log.info("selector.ready", plans=sorted(self.plans.plans), **self._cfg())
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._service_loop(service))
-                tg.create_task(self._device_loop(devices))
-                tg.create_task(self._stats_loop(stop))
+                tasks = [
+                    tg.create_task(self._service_loop(service)),
+                    tg.create_task(self._device_loop(devices)),
+                    tg.create_task(self._stats_loop(stop)),
+                    tg.create_task(self._parking_loop(stop)),
+                    tg.create_task(self._retained_loop(stop)),
+                ]
                 await stop.wait()
                 for sub in subs:
                     await sub.close()
+                # Work stuck on a dead broker must not hold the stop: bounded, then cancelled.
+                _, stuck = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+                for task in stuck:
+                    task.cancel()
         finally:
             for sub in subs:
                 await sub.close()
+            for task in list(self._later):
+                task.cancel()
             _log.info("selector.stats", final=True, counters=dict(self.stats))
 
     # -- service plane --------------------------------------------------------
@@ -110,11 +142,29 @@ class Selector:
             tp = TopicPartition(record.topic, record.partition)
             if tp in ends and record.offset + 1 >= ends[tp]:
                 del ends[tp]
-        await self.publisher.carry_out(list(latest.values()))
+        await self._publish_retained(list(latest.values()))
 
     async def _service_loop(self, service: LogSubscription) -> None:
         async for record in service:
-            await self.publisher.carry_out(list(await self._apply(record)))
+            await self._publish_retained(list(await self._apply(record)))
+            if record.topic == KAFKA_ROUND_PLANS:
+                self._release_parked()
+
+    async def _publish_retained(self, outs: list[ToDevice]) -> None:
+        await self.publisher.carry_out(outs)
+        for out in outs:
+            self.retained.pop(out.topic, None)
+            if out.value:  # an empty retained payload is a clear
+                self.retained[out.topic] = out
+
+    async def _retained_loop(self, stop: asyncio.Event) -> None:
+        """After every reconnect, republish the retained plans, versions and artifacts."""
+        while await _first(self._reconnected, stop):
+            self._reconnected.clear()
+            outs = list(self.retained.values())
+            await self.publisher.carry_out(outs)
+            self.stats["retained.republished"] += len(outs)
+            _log.info("retained.republished", messages=len(outs))
 
     # -- device plane ---------------------------------------------------------
 
@@ -128,6 +178,7 @@ class Selector:
                 tg.create_task(self._worker(queue))
             try:
                 async for record in devices:
+                    self.progress.took()
                     await queues[zlib.crc32(record.topic.encode()) % len(queues)].put(record)
             finally:
                 for queue in queues:
@@ -136,26 +187,90 @@ class Selector:
     async def _worker(self, queue: asyncio.Queue[Record | None]) -> None:
         while (record := await queue.get()) is not None:
             self.stats["device.messages"] += 1
-            if self.config.plan_wait_ms and self._plan_behind(record):
-                self.stats["checkin.waited_for_plan"] += 1
-                await self.plans.changed(self.config.plan_wait_ms / 1000)
             try:
-                outs = handle_device(record, self.plans.plans, self.clock(), self.config)
+                outs = self._screen(record, self.clock())
+                if outs is not None:
+                    await self.publisher.carry_out(outs)
             except Exception:  # a handler bug must not stop the replica
                 self.stats["message.failed"] += 1
                 _log.exception("message.failed", topic=record.topic)
-                continue
-            await self.publisher.carry_out(outs)
+            finally:
+                self.progress.done()
 
-    def _plan_behind(self, record: Record) -> bool:
-        """A check-in for a model this replica knows no selecting plan of (yet)."""
-        if not record.topic.endswith("/" + CHECKIN):
-            return False
+    def _screen(self, record: Record, now_ms: int) -> list[Out] | None:
+        """Rate limit and park check-ins, then handle; None when the check-in was parked."""
+        c = self.config
+        if record.topic.endswith("/" + CHECKIN):
+            try:
+                where = parse_device_topic(record.topic)
+            except SchemaError:
+                where = None
+            if where is not None and where.hospital in c.hospitals:
+                limited = self._rate_limited(where, record.value, now_ms)
+                if limited is not None:
+                    return limited
+                checkin = (
+                    awaiting_plan(record.value, self.plans.plans, c) if c.plan_wait_ms else None
+                )
+                if checkin is not None:
+                    until = asyncio.get_running_loop().time() + c.plan_wait_ms / 1000
+                    if self.parking.park(record, frozenset(checkin.models), until):
+                        self.stats["checkin.parked"] += 1
+                        return None
+                    self.stats["checkin.park_full"] += 1
+                    return plan_pending(checkin, now_ms, c)
+        return handle_device(record, self.plans.plans, now_ms, c)
+
+    def _rate_limited(self, where: DeviceTopic, value: bytes, now_ms: int) -> list[Out] | None:
+        """Refusals when every model of this check-in was asked about too recently, else None.
+
+        The limit is per device and model: an honest device checks in for each of
+        its models in turn; a flood repeats them.
+        """
         try:
-            checkin = decode(record.value, CheckIn)
+            checkin = decode(value, CheckIn)
         except SchemaError:
-            return False
-        return not any(self.plans.selecting(m) for m in checkin.models)
+            return None  # the handler audits it
+        models = list(dict.fromkeys(checkin.models))[: self.config.max_models_per_checkin]
+        waits = [self.rate.allow((where.hospital, where.device, m), now_ms) for m in models]
+        if not models or any(w is None for w in waits):
+            return None
+        retry_at = max(w for w in waits if w is not None)
+        interval = self.config.checkin_interval_ms
+        return [rate_limited(where, retry_at, now_ms, interval), *rate_retry(checkin, retry_at)]
+
+    def _release_parked(self) -> None:
+        for model in self.parking.models():
+            if self.plans.selecting(model):
+                released = self.parking.release(model)
+                self.stats["checkin.released"] += len(released)
+                self._answer_later(released)
+
+    async def _parking_loop(self, stop: asyncio.Event) -> None:
+        """Answer parked check-ins whose wait is over with the plans of the moment."""
+        tick = min(0.05, self.config.plan_wait_ms / 4000) or 0.05
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), tick)
+            expired = self.parking.expired(loop.time())
+            self.stats["checkin.park_expired"] += len(expired)
+            self._answer_later(expired)
+
+    def _answer_later(self, records: list[Record]) -> None:
+        if records:
+            task = asyncio.create_task(self._answer(records))
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+
+    async def _answer(self, records: list[Record]) -> None:
+        for record in records:
+            try:
+                outs = handle_device(record, self.plans.plans, self.clock(), self.config)
+                await self.publisher.carry_out(outs)
+            except Exception:  # a handler bug must not stop the replica
+                self.stats["message.failed"] += 1
+                _log.exception("message.failed", topic=record.topic)
 
     async def _stats_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -171,6 +286,17 @@ class Selector:
             "workers": c.workers,
             "eligibility": sorted(c.eligibility.require),
         }
+
+
+async def _first(wanted: asyncio.Event, stop: asyncio.Event) -> bool:
+    """Wait for ``wanted`` or ``stop``; True when ``wanted`` came (and ``stop`` did not)."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (wanted, stop)]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    return not stop.is_set()
 
 
 def build(config: SelectorConfig, pubsub: PubSubBus, log_bus: LogBus, clock: Clock) -> Selector:

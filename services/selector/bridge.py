@@ -8,8 +8,6 @@ model and topic.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,17 +30,11 @@ class PlanBook:
 
     def __init__(self) -> None:
         self.plans: dict[str, RoundPlan] = {}
-        self._changed = asyncio.Event()
 
     def selecting(self, model: str) -> bool:
         """Whether the latest plan of ``model`` admits devices."""
         plan = self.plans.get(model)
         return plan is not None and plan.state == "selecting"
-
-    async def changed(self, timeout_s: float) -> None:
-        """Wait (at most ``timeout_s``) for the next plan to arrive."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
 
     def offer(self, record: Record) -> list[ToDevice]:
         """Take a ``fl.v1.round-plans`` record; return the retained republish if it is newest."""
@@ -51,8 +43,6 @@ class PlanBook:
         if current is not None and plan.round_id < current.round_id:
             return []
         self.plans[plan.model] = plan
-        self._changed.set()
-        self._changed = asyncio.Event()
         return [ToDevice(plan_topic(plan.model), record.value, "plan", retain=True)]
 
 

@@ -35,9 +35,14 @@ class ToLog:
 
 @dataclass(frozen=True, slots=True)
 class Audit:
-    """Record ``event`` on ``fl.v1.audit`` and log it under its kind."""
+    """Record ``event`` on ``fl.v1.audit`` and log it under its kind.
+
+    With ``once`` set, only the first audit with that key is recorded and logged;
+    repeats (every other chunk of a refused upload stream, say) are only counted.
+    """
 
     event: AuditEvent
+    once: tuple[object, ...] = ()
 
 
 Out = ToDevice | ToLog | Audit
@@ -59,6 +64,7 @@ def audit(
     where: DeviceTopic | None = None,
     hospital: str = "",
     device: str = "",
+    once: tuple[object, ...] = (),
 ) -> Audit:
     """An Audit output whose ids are kept only when valid and whose detail is bounded."""
     if where is not None:
@@ -73,5 +79,6 @@ def audit(
             reason=reason,
             detail=detail[:MAX_DETAIL],
             at_ms=max(0, now_ms),
-        )
+        ),
+        once,
     )

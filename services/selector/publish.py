@@ -12,6 +12,7 @@ from flbus.errors import BusClosedError, BusError
 from flbus.port import LogBus, PubSubBus
 from schemas import encode
 from schemas.topics import KAFKA_AUDIT
+from services.selector.guards import Recent
 from services.selector.outputs import Audit, Out, ToDevice, ToLog
 
 _log = structlog.get_logger("selector")
@@ -20,8 +21,11 @@ _log = structlog.get_logger("selector")
 class Publisher:
     """Publish outputs concurrently; a failed publish is counted and logged, not fatal."""
 
-    def __init__(self, pubsub: PubSubBus, log_bus: LogBus, stats: Counter[str]) -> None:
+    def __init__(
+        self, pubsub: PubSubBus, log_bus: LogBus, stats: Counter[str], remember: int = 100_000
+    ) -> None:
         self.pubsub, self.log_bus, self.stats = pubsub, log_bus, stats
+        self.audited = Recent(remember)  # keys of ``once`` audits already recorded
 
     async def carry_out(self, outs: Sequence[Out]) -> None:
         """Publish every output of one message."""
@@ -47,6 +51,9 @@ class Publisher:
         ev = out.event
         self.stats[ev.kind] += 1
         self.stats[f"{ev.kind}:{ev.reason}"] += 1
+        if out.once and not self.audited.add(out.once):
+            self.stats["audit.repeat_suppressed"] += 1
+            return
         level = _log.info if ev.kind == "device.admitted" else _log.warning
         level(
             ev.kind,

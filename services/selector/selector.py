@@ -24,6 +24,7 @@ from schemas.topics import (
     task_topic,
 )
 from services.selector.config import SelectorConfig
+from services.selector.guards import oversized
 from services.selector.outputs import Out, ToDevice, ToLog, audit
 from services.selector.uploads import handle_eval, handle_upload
 
@@ -39,12 +40,22 @@ def handle_device(
         where = parse_device_topic(record.topic)
     except SchemaError as exc:
         return [audit("message.rejected", type(exc).__name__, str(exc), now_ms)]
+    if where.hospital not in config.hospitals:
+        # Refused before anything is decoded or forwarded: no Kafka topic for made-up hospitals.
+        once = ("unknown_hospital", where.hospital, where.device)
+        detail = f"hospital {where.hospital!r} is not one of {len(config.hospitals)} configured"
+        return [
+            audit("message.rejected", "unknown_hospital", detail, now_ms, where=where, once=once)
+        ]
+    if len(record.value) > config.max_forward_bytes:
+        detail = f"{len(record.value)} bytes, more than {config.max_forward_bytes}"
+        return [audit("message.rejected", "message_too_large", detail, now_ms, where=where)]
     if where.leaf == CHECKIN:
         return handle_checkin(where, record.value, plans, now_ms, config)
     if where.leaf == UPLOAD:
         return handle_upload(where, record, now_ms, config)
     if where.leaf == EVAL:
-        return handle_eval(where, record.value, now_ms)
+        return handle_eval(where, record.value, now_ms, config)
     return [audit("message.rejected", "unexpected_topic", record.topic, now_ms)]
 
 
@@ -63,10 +74,53 @@ def handle_checkin(
     if (checkin.hospital_id, checkin.device_id) != (where.hospital, where.device):
         detail = f"check-in says {checkin.hospital_id}/{checkin.device_id}"
         return [audit("message.rejected", "topic_mismatch", detail, now_ms, where=where)]
+    refusal = _refusal(checkin, config)
+    if refusal is not None:
+        return [audit("message.rejected", *refusal, now_ms, where=where)]
     outs: list[Out] = [ToLog(KAFKA_CHECKINS, value, checkin.device_id.encode(), "checkin")]
     for model in dict.fromkeys(checkin.models):
         outs.extend(answer(checkin, model, plans.get(model), now_ms, config))
     return outs
+
+
+def awaiting_plan(
+    value: bytes, plans: Mapping[str, RoundPlan], config: SelectorConfig
+) -> CheckIn | None:
+    """The check-in in ``value`` when it is acceptable but no model of it has a selecting plan."""
+    try:
+        checkin = decode(value, CheckIn)
+    except SchemaError:
+        return None
+    if _refusal(checkin, config) is not None:
+        return None
+    selecting = any(p.state == SELECTING for m in checkin.models if (p := plans.get(m)))
+    return None if selecting else checkin
+
+
+def plan_pending(checkin: CheckIn, now_ms: int, config: SelectorConfig) -> list[Out]:
+    """A short RetryAfter per model: this replica may lag a plan and has no room to wait."""
+    topic = task_topic(checkin.hospital_id, checkin.device_id)
+    outs: list[Out] = []
+    for model in dict.fromkeys(checkin.models):
+        jitter = stable_uniform(model, checkin.hospital_id, checkin.device_id, now_ms, salt="park")
+        at = now_ms + config.min_backoff_ms + int(jitter * max(config.plan_wait_ms, 1))
+        outs.append(_retry(topic, checkin, model, at, "plan_pending"))
+    return outs
+
+
+def rate_retry(checkin: CheckIn, at_ms: int) -> list[Out]:
+    """A RetryAfter per model for a device that checks in too often."""
+    topic = task_topic(checkin.hospital_id, checkin.device_id)
+    return [_retry(topic, checkin, m, at_ms, "rate_limited") for m in dict.fromkeys(checkin.models)]
+
+
+def _refusal(checkin: CheckIn, config: SelectorConfig) -> tuple[str, str] | None:
+    """Why a decoded check-in is too big to act on (reason, detail), or None."""
+    if len(checkin.models) > config.max_models_per_checkin:
+        n, limit = len(checkin.models), config.max_models_per_checkin
+        return "too_many_models", f"{n} models listed, at most {limit} answered"
+    long = oversized(checkin, config.max_field_chars)
+    return None if long is None else ("field_too_long", long)
 
 
 def answer(

@@ -43,8 +43,10 @@ def _plan(model: str, hospital: str) -> RoundPlan:
 
 
 @asynccontextmanager
-async def _selector(mqtt_url: str, kafka_bootstrap: str, group: str) -> AsyncIterator[Selector]:
-    config = SelectorConfig(token_secret=SECRET, share_group=group)
+async def _selector(
+    mqtt_url: str, kafka_bootstrap: str, group: str, hospital: str
+) -> AsyncIterator[Selector]:
+    config = SelectorConfig(token_secret=SECRET, share_group=group, hospitals=(hospital,))
     async with MqttBus(mqtt_url) as pubsub, KafkaBus(kafka_bootstrap) as log_bus:
         selector = build(config, pubsub, log_bus, wall_ms)
         stop = asyncio.Event()
@@ -65,7 +67,7 @@ async def test_selector_round_trip_over_real_brokers(mqtt_url: str, kafka_bootst
     plan = _plan(model, hospital)
     async with KafkaBus(kafka_bootstrap) as kafka, MqttBus(mqtt_url) as phone:
         await kafka.publish(KAFKA_ROUND_PLANS, encode(plan), key=model.encode())
-        async with _selector(mqtt_url, kafka_bootstrap, f"sel{tag}") as selector:
+        async with _selector(mqtt_url, kafka_bootstrap, f"sel{tag}", hospital) as selector:
             async with asyncio.timeout(30):
                 while model not in selector.plans.plans:
                     await asyncio.sleep(0.05)
@@ -123,7 +125,7 @@ async def test_selector_forged_upload_not_bridged_over_real_brokers(
     async with (
         KafkaBus(kafka_bootstrap) as kafka,
         MqttBus(mqtt_url) as phone,
-        _selector(mqtt_url, kafka_bootstrap, f"sel{tag}") as selector,
+        _selector(mqtt_url, kafka_bootstrap, f"sel{tag}", hospital) as selector,
     ):
         forged = upload_headers(b"\x01" + bytes(40), "digits", 1, 0)
         tensors = Tensors.from_dict({"w": np.ones(10, dtype=np.float32)})

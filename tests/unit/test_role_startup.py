@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +18,7 @@ from flbus.errors import BrokerUnavailableError, BusError
 from flctl import brokers_cli, demo_cli
 from flctl.main import build_parser, main
 from flctl.roles import aggregator, coordinator, devices, selector
-from flproc.health import run_service
+from flproc.health import Liveness, Progress, heartbeat, run_service
 from flproc.settings import LOGGING, Setting, resolve
 from services.aggregator.config import AggregatorConfig
 from services.coordinator.config import CoordinatorConfig, RoundSettings
@@ -164,3 +168,32 @@ def test_settings_defaults_agree_with_the_config_defaults() -> None:
     ) == dataclasses.replace(
         RoundSettings(), rounds=30, server_optimizer="fedadam", selection_window_ms=5_000
     )
+
+
+def test_run_service_stops_within_grace_when_serve_ignores_stop() -> None:
+    async def stubborn(stop: asyncio.Event) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.Event().wait()  # never looks at stop, like a worker stuck on a dead broker
+
+    started = time.monotonic()
+    assert run_service("selector", stubborn, (BusError,), stop_grace_s=0.2) == 0
+    assert time.monotonic() - started < 2.0
+
+
+async def test_heartbeat_goes_stale_while_a_probe_complains(tmp_path: Path) -> None:
+    health = tmp_path / "healthy"
+    now = [0.0]
+    progress = Progress("device messages", stall_s=10.0, clock=lambda: now[0])
+    liveness = Liveness()
+    liveness.add(progress.problem)
+    stop = asyncio.Event()
+    progress.took()
+    now[0] = 11.0  # one message waits and none was handled for 11 s
+    beat = asyncio.create_task(heartbeat(stop, health, every_s=0.01, liveness=liveness))
+    await asyncio.sleep(0.05)
+    assert not health.exists()
+    progress.done()
+    await asyncio.sleep(0.05)
+    assert health.exists()
+    stop.set()
+    await beat

@@ -29,7 +29,9 @@ pytestmark = pytest.mark.unit
 
 NOW = 1_700_000_000_000
 SECRET = b"selector-test-secret"
-CONFIG = SelectorConfig(token_secret=SECRET, stats_interval_s=60.0, plan_wait_ms=100)
+CONFIG = SelectorConfig(
+    token_secret=SECRET, stats_interval_s=60.0, plan_wait_ms=100, hospitals=("h0", "h1", "h9")
+)
 
 
 class Clock:
@@ -114,10 +116,11 @@ async def running(
     config: SelectorConfig = CONFIG,
     plans: tuple[RoundPlan, ...] = (),
     seed: Callable[[MemoryLog], Awaitable[None]] | None = None,
+    log_factory: Callable[..., MemoryLog] = MemoryLog,
 ) -> AsyncIterator[Harness]:
     """Start ``replicas`` selectors on fresh in-memory buses, with ``plans`` already in Kafka."""
     clock = Clock()
-    pubsub, log = MemoryPubSub(), MemoryLog(clock=clock)
+    pubsub, log = MemoryPubSub(), log_factory(clock=clock)
     await pubsub.start()
     await log.start()
     for p in plans:

@@ -78,9 +78,11 @@ async def test_selector_bad_upload_token_is_audited_and_not_forwarded(
             await h.pubsub.publish(topic, data, headers=upload_headers(tok, *claims))
         await until(lambda: h.selectors[0].stats["update.rejected"] == len(chunks))
         events = [decode(r.value, AuditEvent) for r in await drain(h.log, KAFKA_AUDIT)]
-        assert {(e.kind, e.reason, e.model) for e in events} == {
+        # One audit event per refused stream, not one per chunk (the rest are counted).
+        assert [(e.kind, e.reason, e.model) for e in events] == [
             ("update.rejected", reason, "digits")
-        }
+        ]
+        assert h.selectors[0].stats["audit.repeat_suppressed"] == len(chunks) - 1
         assert await drain(h.log, updates_topic("h0")) == []
         assert await drain(h.log, updates_topic("h1")) == []
 
@@ -116,8 +118,9 @@ def failure(device: str = "d1", hospital: str = "h0") -> TrainingFailure:
 
 async def test_selector_training_failure_forwarded_only_from_its_own_topic() -> None:
     async with running() as h:
-        await h.pubsub.publish(upload_topic("h0", "d1"), encode_msg(failure()))
-        await h.pubsub.publish(upload_topic("h0", "d2"), encode_msg(failure()))
+        headers = upload_headers(token(), "digits", 3, 2)
+        await h.pubsub.publish(upload_topic("h0", "d1"), encode_msg(failure()), headers=headers)
+        await h.pubsub.publish(upload_topic("h0", "d2"), encode_msg(failure()), headers=headers)
         await until(lambda: h.selectors[0].stats["device.messages"] == 2)
         [record] = await drain(h.log, updates_topic("h0"))
         assert record.key == b"d1" and decode(record.value, TrainingFailure).reason == "non_finite"
@@ -127,6 +130,56 @@ async def test_selector_training_failure_forwarded_only_from_its_own_topic() -> 
             "topic_mismatch",
             "d2",
         )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        (),
+        upload_headers(token(secret=b"forged-secret-xx"), "digits", 3, 2),
+        upload_headers(token(round_id=2), "digits", 2, 2),
+    ],
+    ids=["no-token", "forged", "token-of-another-round"],
+)
+async def test_selector_training_failure_without_valid_token_is_refused(
+    headers: tuple[tuple[str, bytes], ...],
+) -> None:
+    async with running() as h:
+        await h.pubsub.publish(upload_topic("h0", "d1"), encode_msg(failure()), headers=headers)
+        await until(lambda: h.selectors[0].stats["update.rejected"] == 1)
+        assert await drain(h.log, updates_topic("h0")) == []
+        [event] = [decode(r.value, AuditEvent) for r in await drain(h.log, KAFKA_AUDIT)]
+        assert (event.kind, event.reason) == ("update.rejected", "bad_token")
+
+
+async def test_selector_messages_of_unconfigured_hospital_create_no_topic() -> None:
+    async with running() as h:
+        headers = upload_headers(token(hospital="made-up"), "digits", 3, 2)
+        for data in update_chunks(hospital="made-up"):
+            await h.pubsub.publish(upload_topic("made-up", "d1"), data, headers=headers)
+        report = EvaluationReport("digits", 2, "d1", "made-up", 50, 0.4, 0.9, NOW)
+        await h.pubsub.publish(eval_topic("made-up", "d1"), encode_msg(report))
+        n = len(update_chunks()) + 1
+        await until(lambda: h.selectors[0].stats["message.rejected:unknown_hospital"] == n)
+        assert updates_topic("made-up") not in h.log._logs  # no topic was created for it
+        assert await drain(h.log, KAFKA_EVALUATIONS) == []
+        [event] = [decode(r.value, AuditEvent) for r in await drain(h.log, KAFKA_AUDIT)]
+        assert (event.reason, event.hospital_id) == ("unknown_hospital", "made-up")
+
+
+async def test_selector_oversized_evaluation_is_not_forwarded() -> None:
+    async with running() as h:
+        report = EvaluationReport("digits", 2, "d1", "h0", 50, 0.4, 0.9, NOW)
+        failure_text = TrainingFailure("digits", 3, "d1", "h0", "x" * 5_000, "y", NOW)
+        await h.pubsub.publish(upload_topic("h0", "d1"), encode_msg(failure_text),
+                               headers=upload_headers(token(), "digits", 3, 2))  # fmt: skip
+        await h.pubsub.publish(eval_topic("h0", "d1"), encode_msg(report) + b"\0" * 2_000_000)
+        await until(lambda: h.selectors[0].stats["device.messages"] == 2)
+        await until(lambda: len(h.selectors[0].stats) > 3)
+        assert h.selectors[0].stats["update.rejected:field_too_long"] == 1
+        assert h.selectors[0].stats["message.rejected:message_too_large"] == 1
+        assert await drain(h.log, KAFKA_EVALUATIONS) == []
+        assert await drain(h.log, updates_topic("h0")) == []
 
 
 async def test_selector_evaluation_reports_go_to_evaluations_keyed_by_model() -> None:
