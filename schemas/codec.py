@@ -200,6 +200,40 @@ def message_class(schema: pa.Schema) -> type[Any]:
     return cls
 
 
+def _has_offsets(t: pa.DataType) -> bool:
+    return bool(pa.types.is_list(t) or pa.types.is_string(t) or pa.types.is_binary(t))
+
+
+def _check_offsets(batch: pa.RecordBatch) -> None:
+    """Raise DecodeError for an offset pointing outside the values it indexes.
+
+    ``validate(full=True)`` does not look at the offsets of an empty array, but
+    pyarrow's list flattening slices at the first of them, and a slice past the
+    end aborts the process (a failed C++ check, not an exception). So every
+    offsets buffer of every list, string and binary level is checked here,
+    from the raw buffers, before anything is sliced.
+    """
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        while _has_offsets(col.type):
+            bufs = col.buffers()
+            n, start = len(col), col.offset
+            have = 0 if bufs[1] is None else bufs[1].size // 4 - start
+            if have < 1:
+                if n:
+                    raise DecodeError(f"column {name!r}: offsets missing")
+                break
+            offs = np.frombuffer(bufs[1], dtype=np.int32, count=min(have, n + 1), offset=4 * start)
+            if pa.types.is_list(col.type):
+                limit = len(col.values)
+            else:
+                limit = 0 if bufs[2] is None else bufs[2].size
+            if offs.min() < 0 or offs.max() > limit:
+                raise DecodeError(f"column {name!r}: offsets outside its {limit} values")
+            if not pa.types.is_list(col.type):
+                break
+            col = col.values  # the whole child, unsliced
+
+
 def _same_type(a: pa.DataType, b: pa.DataType) -> bool:
     """Type equality ignoring child field names and nullability (other writers differ)."""
     if pa.types.is_list(a) and pa.types.is_list(b):
@@ -321,6 +355,7 @@ def from_record_batch(batch: pa.RecordBatch, expect: type[M] | None = None) -> M
         raise UnknownMessageError(f"expected {expect.__name__}, got {cls.__name__}")
     with _arrow_errors():
         batch.validate(full=True)
+        _check_offsets(batch)
         _check_columns(cls, batch)
         _check_limits(cls, batch)
         kwargs = _values(cls, batch)
