@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import pyarrow as pa
 
+from schemas import limits as _limits
 from schemas.errors import ValidationError
 from schemas.tensors import Tensors
 
@@ -58,6 +59,8 @@ class Message(Protocol):
     SCHEMA_VERSION: ClassVar[int]
     SUPPORTED_VERSIONS: ClassVar[tuple[int, ...]]
     FIELD_KINDS: ClassVar[tuple[tuple[str, Any], ...]]
+    LIMITS: ClassVar[dict[str, _limits.Limit]]
+    UNDECLARED_LIMITS: ClassVar[tuple[str, ...]]
 
 
 REGISTRY: dict[str, type[Any]] = {}
@@ -65,8 +68,45 @@ REGISTRY: dict[str, type[Any]] = {}
 M = TypeVar("M")
 
 
-def message(version: int = 1) -> Callable[[type[M]], type[M]]:
-    """Class decorator: attach the Arrow schema and register the message type."""
+# Limits of a variable-size field whose class declares none (a test requires a
+# declaration for every such field; these only keep decoding bounded meanwhile).
+_DEFAULT_LIMITS: dict[Any, _limits.Limit] = {
+    str: _limits.DETAIL,
+    bytes: _limits.Bound(max_bytes=_limits.MAX_CHUNK_SIZE),
+    tuple[str, ...]: _limits.Bound(max_items=1024, max_bytes=_limits.DETAIL_BYTES),
+    tuple[int, ...]: _limits.Bound(max_items=1024),
+    tuple[float, ...]: _limits.Bound(max_items=1024),
+    Tensors: _limits.TENSORS,
+}
+
+
+def _limits_of(name: str, kinds: dict[str, Any], declared: dict[str, _limits.Limit]) -> Any:
+    """(limits of every field that has one, names of variable fields that declared none)."""
+    unknown = set(declared) - set(kinds)
+    if unknown:
+        raise TypeError(f"{name}: limits for unknown fields {sorted(unknown)}")
+    out: dict[str, _limits.Limit] = {}
+    undeclared: list[str] = []
+    for field, kind in kinds.items():
+        if field in declared:
+            limit = declared[field]
+            if isinstance(limit, _limits.TensorBound) != (kind is Tensors):
+                raise TypeError(f"{name}.{field}: a Tensors field takes a TensorBound")
+            out[field] = limit
+        elif kind in _DEFAULT_LIMITS:
+            out[field] = _DEFAULT_LIMITS[kind]
+            undeclared.append(field)
+    return out, tuple(undeclared)
+
+
+def message(
+    version: int = 1, limits: dict[str, _limits.Limit] | None = None
+) -> Callable[[type[M]], type[M]]:
+    """Class decorator: attach the Arrow schema and limits, register the message type.
+
+    ``limits`` bounds every variable-size field (str, bytes, tuples, Tensors)
+    and any int field that sizes something (schemas.limits).
+    """
 
     def wrap(cls: type[M]) -> type[M]:
         hints = typing.get_type_hints(cls)
@@ -87,6 +127,9 @@ def message(version: int = 1) -> Callable[[type[M]], type[M]]:
         cls.SCHEMA_VERSION = version  # type: ignore[attr-defined]
         cls.SUPPORTED_VERSIONS = (version,)  # type: ignore[attr-defined]
         cls.FIELD_KINDS = tuple(kinds)  # type: ignore[attr-defined]
+        bounds, undeclared = _limits_of(name, dict(kinds), limits or {})
+        cls.LIMITS = bounds  # type: ignore[attr-defined]
+        cls.UNDECLARED_LIMITS = undeclared  # type: ignore[attr-defined]
         REGISTRY[name] = cls
         return cls
 
@@ -94,7 +137,8 @@ def message(version: int = 1) -> Callable[[type[M]], type[M]]:
 
 
 def check_types(msg: Any) -> None:
-    """Check (and normalise: list -> tuple, numpy scalar -> Python) every field's type."""
+    """Check (and normalise: list -> tuple, numpy scalar -> Python) every field's type,
+    then every field's size against the limits of its class."""
     cls_name = type(msg).__name__
     for name, kind in msg.FIELD_KINDS:
         value = getattr(msg, name)
@@ -104,6 +148,7 @@ def check_types(msg: Any) -> None:
             raise ValidationError(name, str(e), cls_name) from None
         if fixed is not value:
             object.__setattr__(msg, name, fixed)
+    _limits.check_limits(msg)
 
 
 class _Wrong(Exception):

@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from schemas import limits
 from schemas.errors import SchemaError
+from schemas.limits import Bound, Limit, TensorBound
 from schemas.tensors import Tensors, TensorSpec
 
 _CONT = b"\xff\xff\xff\xff"
@@ -253,23 +255,35 @@ class _Reader:
             raise _Bad
         return struct.unpack_from(f"<{count}{fmt}", self.mv, pos + size * start)
 
-    def strings(self) -> list[str]:
+    def strings(self, max_items: int, max_bytes: int) -> list[str]:
+        """The single row of a list<string> node; over a limit is _Bad (pyarrow names it)."""
         start, count = self.list1()
+        if max_items and count > max_items:
+            raise _Bad
         if self.node() < start + count:
             raise _Bad
         offs = self.offsets(start + count)[start:]
         pos, n = self.buf()
         if offs and not 0 <= offs[0] <= offs[-1] <= n:
             raise _Bad
-        return [bytes(self.mv[pos + a : pos + b]).decode() for a, b in itertools.pairwise(offs)]
+        pairs = list(itertools.pairwise(offs))
+        if max_bytes and any(b - a > max_bytes for a, b in pairs):
+            raise _Bad
+        return [bytes(self.mv[pos + a : pos + b]).decode() for a, b in pairs]
 
 
-def _get(r: _Reader, kind: Any, view: bool) -> Any:
-    if kind is str:
+_NO_BOUND = Bound()
+
+
+def _get(r: _Reader, kind: Any, view: bool, limit: Limit | None) -> Any:
+    """One field's value; sizes over ``limit`` are checked before a value is built."""
+    b = limit if isinstance(limit, Bound) else _NO_BOUND
+    if kind is str or kind is bytes:
         pos, n = r.var1()
-        return str(r.mv[pos : pos + n], "utf-8")
-    if kind is bytes:
-        pos, n = r.var1()
+        if b.max_bytes and n > b.max_bytes:
+            raise _Bad
+        if kind is str:
+            return str(r.mv[pos : pos + n], "utf-8")
         return r.mv[pos : pos + n] if view else bytes(r.mv[pos : pos + n])
     if kind is int or kind is float or kind is bool:
         if r.node() != 1:
@@ -284,17 +298,20 @@ def _get(r: _Reader, kind: Any, view: bool) -> Any:
             raise _Bad
         return (_I64 if kind is int else _F64).unpack_from(r.mv, pos)[0]
     if kind is Tensors:
-        names = r.strings()
+        t = limit if isinstance(limit, TensorBound) else TensorBound()
+        names = r.strings(t.max_tensors, t.name_bytes)
         start, count = r.list1()
-        if r.node() < start + count:
+        if count > t.max_tensors or r.node() < start + count:
             raise _Bad
         offs = r.offsets(start + count)[start:]
+        if any(b - a > t.max_rank for a, b in itertools.pairwise(offs)):
+            raise _Bad
         dims = r.prim("q", offs[0], offs[-1] - offs[0])  # read even when empty: it is a node
         shapes = [tuple(dims[a - offs[0] : b - offs[0]]) for a, b in itertools.pairwise(offs)]
         if len(shapes) != len(names):
             raise _Bad
         start, n = r.list1()
-        if r.node() < start + n:
+        if n > t.max_elements or r.node() < start + n:
             raise _Bad
         r.buf()
         pos, size = r.buf()
@@ -305,8 +322,10 @@ def _get(r: _Reader, kind: Any, view: bool) -> Any:
         return Tensors(manifest, flat)
     item = typing.get_args(kind)[0]
     if item is str:
-        return tuple(r.strings())
+        return tuple(r.strings(b.max_items, b.max_bytes))
     start, count = r.list1()
+    if b.max_items and count > b.max_items:
+        raise _Bad
     return r.prim("q" if item is int else "d", start, count)
 
 
@@ -365,7 +384,10 @@ def _read(
     bufs = struct.unpack_from(f"<{2 * nb}q", mv, bv + 4)
     r = _Reader(data, mv, body, blen, nodes, bufs)
     views: frozenset[str] = getattr(cls, "VIEW_FIELDS", frozenset())
-    kwargs = {name: _get(r, kind, name in views) for name, kind in cls.FIELD_KINDS}
+    limits: dict[str, Limit] = cls.LIMITS
+    kwargs = {
+        name: _get(r, kind, name in views, limits.get(name)) for name, kind in cls.FIELD_KINDS
+    }
     return cls, kwargs
 
 
@@ -503,7 +525,7 @@ def read_chunk(
     s = _I64.unpack_from(mv, base + _LEN_AT[0])[0]
     k = _I64.unpack_from(mv, base + _LEN_AT[1])[0]
     p = _I64.unpack_from(mv, base + _LEN_AT[2])[0]
-    if not (0 < s <= 1024 and 0 < k <= 1024 and 0 <= p < n):
+    if not (0 < s <= limits.STREAM_ID_BYTES and 0 < k <= limits.CODE_BYTES and 0 <= p < n):
         return None
     f = chunk_frame(schema_bytes, s, k, p)
     body = len(f.head)
@@ -524,7 +546,11 @@ def read_chunk(
         kind = str(mv[body + a + 8 : body + a + 8 + k], "utf-8")
     except UnicodeDecodeError:
         return None
-    if len(stream_id) > 256 or chunk_size < 1 or total_bytes < 0 or not 0 <= seq < total:
+    if not (
+        0 < chunk_size <= limits.MAX_CHUNK_SIZE
+        and 0 <= total_bytes <= limits.MAX_STREAM_BYTES
+        and 0 <= seq < total <= limits.MAX_CHUNKS
+    ):
         return None
     if total != max(1, -(-total_bytes // chunk_size)):
         return None

@@ -11,11 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from schemas import limits as L
 from schemas._base import check_types, ids, message, non_empty
 from schemas.errors import ValidationError
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={
+        "model": L.ID,
+        "digest": L.CODE,
+        "names": L.Bound(max_items=L.MAX_ARTIFACT_FILES, max_bytes=L.FILE_NAME_BYTES),
+        "sizes": L.Bound(max_items=L.MAX_ARTIFACT_FILES),
+        "data": L.Bound(max_bytes=L.MAX_ARTIFACT_BYTES),
+    },
+)
 @dataclass(frozen=True, slots=True)
 class ArtifactBundle:
     """Files of one architecture's training artifacts; ``digest`` identifies the set."""

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import limits as L
 from schemas._base import check_types, ids, message, non_empty
 from schemas.errors import ValidationError
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={
+        "kind": L.CODE,
+        "model": L.ID,
+        "hospital_id": L.ID,
+        "device_id": L.ID,
+        "reason": L.CODE,
+        "detail": L.DETAIL,
+    },
+)
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
     """``kind`` is a dotted event name; empty ids / ``round_id`` -1 mean "not applicable"."""

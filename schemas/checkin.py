@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import limits as L
 from schemas._base import check_types, finite, ids, in_range, message, non_empty, non_negative
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={
+        "device_id": L.ID,
+        "hospital_id": L.ID,
+        "models": L.Bound(max_items=L.MAX_MODELS_PER_CHECKIN, max_bytes=L.ID_BYTES),
+        "runtime_version": L.CODE,
+        "sdk_version": L.CODE,
+    },
+)
 @dataclass(frozen=True, slots=True)
 class CheckIn:
     """Availability facts a device reports when it is eligible to train."""

@@ -5,13 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from schemas import limits as L
 from schemas._base import check_types, message, non_empty
 from schemas.errors import InconsistentChunkError, ValidationError
 
 DIGEST_BYTES = 16  # xxh3_128, big-endian canonical form
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={
+        "stream_id": L.Bound(max_bytes=L.STREAM_ID_BYTES),
+        "kind": L.CODE,
+        "total": L.Bound(max_value=L.MAX_CHUNKS),
+        "total_bytes": L.Bound(max_value=L.MAX_STREAM_BYTES),
+        "chunk_size": L.Bound(max_value=L.MAX_CHUNK_SIZE),
+        "digest": L.Bound(max_bytes=DIGEST_BYTES),
+        "payload": L.Bound(max_bytes=L.MAX_CHUNK_SIZE),
+    },
+)
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """Piece ``seq`` of ``total``: bytes [seq*chunk_size, +len(payload)) of the whole payload."""
@@ -31,8 +43,6 @@ class Chunk:
     def __post_init__(self) -> None:
         check_types(self)
         non_empty(self, "stream_id", "kind")
-        if len(self.stream_id) > 256:
-            raise ValidationError("stream_id", "must be at most 256 characters", "Chunk")
         if len(self.digest) != DIGEST_BYTES:
             raise ValidationError(
                 "digest", f"must be {DIGEST_BYTES} bytes, got {len(self.digest)}", "Chunk"

@@ -33,6 +33,7 @@ from schemas.errors import (
     UnknownMessageError,
     UnknownStreamError,
 )
+from schemas.limits import CODE_BYTES, MAX_STREAM_BYTES, STREAM_ID_BYTES
 
 M = TypeVar("M")
 
@@ -40,7 +41,7 @@ DEFAULT_MAX_CHUNK_BYTES = 512 * 1024
 """Default bound on one encoded ``Chunk`` message, Arrow framing included."""
 
 DEFAULT_TIMEOUT_MS = 10 * 60 * 1000
-DEFAULT_MAX_PAYLOAD_BYTES = 2**31 - 1
+DEFAULT_MAX_PAYLOAD_BYTES = MAX_STREAM_BYTES  # the contract's limit; a receiver may set less
 
 _overhead_cache: dict[tuple[int, int], int] = {}
 _I64 = struct.Struct("<q")
@@ -157,10 +158,11 @@ def encode_parts_chunked(
         ok = (
             isinstance(stream_id, str)
             and isinstance(kind, str)
-            and 0 < len(stream_id) <= 256
+            and len(stream_id) > 0
             and len(kind) > 0
         )
         sid_b, kind_b = (stream_id.encode(), kind.encode()) if ok else (b"", b"")
+        ok = ok and len(sid_b) <= STREAM_ID_BYTES and len(kind_b) <= CODE_BYTES
     except UnicodeEncodeError:
         ok = False
     if not ok:  # Chunk's own checks raise the precise error

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # Importing the families registers them.
 from schemas import (  # noqa: F401
@@ -61,6 +62,7 @@ from schemas.errors import (
     UnknownMessageError,
     ValidationError,
 )
+from schemas.limits import Bound, TensorBound, over
 from schemas.tensors import Tensors, TensorSpec
 
 M = TypeVar("M")
@@ -199,6 +201,40 @@ def message_class(schema: pa.Schema) -> type[Any]:
     return cls
 
 
+def _has_offsets(t: pa.DataType) -> bool:
+    return bool(pa.types.is_list(t) or pa.types.is_string(t) or pa.types.is_binary(t))
+
+
+def _check_offsets(batch: pa.RecordBatch) -> None:
+    """Raise DecodeError for an offset pointing outside the values it indexes.
+
+    ``validate(full=True)`` does not look at the offsets of an empty array, but
+    pyarrow's list flattening slices at the first of them, and a slice past the
+    end aborts the process (a failed C++ check, not an exception). So every
+    offsets buffer of every list, string and binary level is checked here,
+    from the raw buffers, before anything is sliced.
+    """
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        while _has_offsets(col.type):
+            bufs = col.buffers()
+            n, start = len(col), col.offset
+            have = 0 if bufs[1] is None else bufs[1].size // 4 - start
+            if have < 1:
+                if n:
+                    raise DecodeError(f"column {name!r}: offsets missing")
+                break
+            offs = np.frombuffer(bufs[1], dtype=np.int32, count=min(have, n + 1), offset=4 * start)
+            if pa.types.is_list(col.type):
+                limit = len(col.values)
+            else:
+                limit = 0 if bufs[2] is None else bufs[2].size
+            if offs.min() < 0 or offs.max() > limit:
+                raise DecodeError(f"column {name!r}: offsets outside its {limit} values")
+            if not pa.types.is_list(col.type):
+                break
+            col = col.values  # the whole child, unsliced
+
+
 def _same_type(a: pa.DataType, b: pa.DataType) -> bool:
     """Type equality ignoring child field names and nullability (other writers differ)."""
     if pa.types.is_list(a) and pa.types.is_list(b):
@@ -234,6 +270,50 @@ def _check_columns(cls: type[Any], batch: pa.RecordBatch) -> None:
             if not pa.types.is_list(col.type):
                 break
             col = col.flatten()
+
+
+def _most(values: pa.Array) -> int:
+    """Largest of some non-negative lengths (0 for none)."""
+    return int(pc.max(values).as_py() or 0) if len(values) else 0
+
+
+def _check_bound(cls: type[Any], name: str, col: pa.Array, b: Bound) -> None:
+    """Raise ValidationError if one column's sizes exceed ``b``, reading only offsets."""
+    if pa.types.is_list(col.type):
+        items = int(col.value_lengths()[0].as_py())
+        if b.max_items and items > b.max_items:
+            raise ValidationError(name, over("items", b.max_items, items), cls.__name__)
+        col = col.flatten()
+    if b.max_bytes and (pa.types.is_string(col.type) or pa.types.is_binary(col.type)):
+        size = _most(pc.binary_length(col))
+        if size > b.max_bytes:
+            raise ValidationError(name, over("bytes", b.max_bytes, size), cls.__name__)
+
+
+def _check_tensor_bound(cls: type[Any], batch: pa.RecordBatch, b: TensorBound) -> None:
+    names = batch.column(TENSOR_NAMES)
+    _check_bound(cls, TENSOR_NAMES, names, Bound(max_items=b.max_tensors, max_bytes=b.name_bytes))
+    shapes = batch.column(TENSOR_SHAPES)
+    _check_bound(cls, TENSOR_SHAPES, shapes, Bound(max_items=b.max_tensors))
+    rank = _most(shapes.flatten().value_lengths())
+    if rank > b.max_rank:
+        raise ValidationError(
+            TENSOR_SHAPES, over("dims per tensor", b.max_rank, rank), cls.__name__
+        )
+    _check_bound(cls, TENSOR_DATA, batch.column(TENSOR_DATA), Bound(max_items=b.max_elements))
+
+
+def _check_limits(cls: type[Any], batch: pa.RecordBatch) -> None:
+    """Raise ValidationError for a field over its limit, from lengths and offsets alone.
+
+    Runs on a validated batch before any value becomes a Python object, so an
+    oversized string or list is refused without being materialised.
+    """
+    for name, b in cls.LIMITS.items():
+        if isinstance(b, TensorBound):
+            _check_tensor_bound(cls, batch, b)
+        elif b.max_bytes or b.max_items:
+            _check_bound(cls, name, batch.column(name), b)
 
 
 def _tensors(batch: pa.RecordBatch) -> Tensors:
@@ -276,7 +356,9 @@ def from_record_batch(batch: pa.RecordBatch, expect: type[M] | None = None) -> M
         raise UnknownMessageError(f"expected {expect.__name__}, got {cls.__name__}")
     with _arrow_errors():
         batch.validate(full=True)
+        _check_offsets(batch)
         _check_columns(cls, batch)
+        _check_limits(cls, batch)
         kwargs = _values(cls, batch)
     return typing.cast(M, _build(cls, kwargs))
 

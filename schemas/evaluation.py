@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import limits as L
 from schemas._base import check_types, finite, ids, in_range, message, non_negative
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={"model": L.ID, "device_id": L.ID, "hospital_id": L.ID},
+)
 @dataclass(frozen=True, slots=True)
 class EvaluationReport:
     """Loss and accuracy of ``model`` at ``version`` over ``num_examples`` local examples."""

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import limits as L
 from schemas._base import check_types, finite, ids, message, non_negative, same_length
 from schemas.errors import ValidationError
 from schemas.tensors import Tensors
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={
+        "model": L.ID,
+        "metric_names": L.Bound(max_items=L.MAX_METRICS, max_bytes=L.CODE_BYTES),
+        "metric_values": L.Bound(max_items=L.MAX_METRICS),
+        "artifact_digest": L.CODE,
+        "tensors": L.TENSORS,
+    },
+)
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
     """Weights and lineage of a model version; ``parent_version``/``round_id`` are -1 for none."""

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import limits as L
 from schemas._base import check_types, finite, ids, message, non_negative
 from schemas.tensors import Tensors
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={"model": L.ID, "hospital_id": L.ID, "tensors": L.TENSORS},
+)
 @dataclass(frozen=True, slots=True)
 class PartialAggregate:
     """``tensors`` = sum over accepted updates i of ``num_examples_i * delta_i``."""

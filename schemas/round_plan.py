@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import limits as L
 from schemas._base import (
     check_types,
     finite,
@@ -18,7 +19,16 @@ from schemas._base import (
 from schemas.errors import ValidationError
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={
+        "model": L.ID,
+        "state": L.CODE,
+        "hospitals": L.Bound(max_items=L.MAX_HOSPITALS, max_bytes=L.ID_BYTES),
+        "targets": L.Bound(max_items=L.MAX_HOSPITALS),
+        "reason": L.DETAIL,
+    },
+)
 @dataclass(frozen=True, slots=True)
 class RoundPlan:
     """Round configuration; ``targets[i]`` is the number of updates wanted from ``hospitals[i]``."""

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import limits as L
 from schemas._base import check_types, finite, ids, message, non_empty, non_negative, positive
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={"device_id": L.ID, "hospital_id": L.ID, "model": L.ID, "token": L.TOKEN},
+)
 @dataclass(frozen=True, slots=True)
 class Task:
     """Admission into a round: what to train and how; ``token`` must be echoed back."""
@@ -38,7 +42,10 @@ class Task:
         non_empty(self, "token")
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={"device_id": L.ID, "hospital_id": L.ID, "model": L.ID, "reason": L.CODE},
+)
 @dataclass(frozen=True, slots=True)
 class RetryAfter:
     """Not admitted now: check in again no earlier than ``retry_at_ms`` (pace steering)."""

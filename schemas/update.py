@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import limits as L
 from schemas._base import check_types, finite, ids, message, non_empty, non_negative
 from schemas.tensors import Tensors
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={
+        "model": L.ID,
+        "device_id": L.ID,
+        "hospital_id": L.ID,
+        "token": L.TOKEN,
+        "update_id": L.Bound(max_bytes=L.STREAM_ID_BYTES),
+        "tensors": L.TENSORS,
+    },
+)
 @dataclass(frozen=True, slots=True)
 class ModelUpdate:
     """One device's update for one round: ``tensors`` holds the delta from ``base_version``."""
@@ -34,7 +45,16 @@ class ModelUpdate:
         non_empty(self, "token", "update_id")
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={
+        "model": L.ID,
+        "device_id": L.ID,
+        "hospital_id": L.ID,
+        "reason": L.CODE,
+        "detail": L.DETAIL,
+    },
+)
 @dataclass(frozen=True, slots=True)
 class TrainingFailure:
     """A device could not train for a round; ``reason`` is a short machine-readable code."""

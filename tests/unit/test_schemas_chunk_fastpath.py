@@ -67,7 +67,7 @@ def _parsed(data: bytes) -> tuple[object, ...]:
     [
         ("upd-1", "ModelUpdate", 100_000, 16 * 1024),
         ("s", "K", 3, 2048),
-        ("é" * 256, "ModelVersion", 70_001, 8192),  # 512 bytes of UTF-8, longest id
+        ("é" * 128, "ModelVersion", 70_001, 8192),  # 256 bytes of UTF-8, the longest id
         ("x" * 13, "ArtifactBundle", 0, 4096),  # empty payload: one empty chunk
     ],
 )

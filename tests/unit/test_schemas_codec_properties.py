@@ -34,7 +34,16 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from schemas import MESSAGE_TYPES, ArtifactBundle, Chunk, Tensors, TensorSpec, _fastpath, codec
+from schemas import (
+    MESSAGE_TYPES,
+    ArtifactBundle,
+    Chunk,
+    Tensors,
+    TensorSpec,
+    _fastpath,
+    codec,
+    limits,
+)
 from schemas._base import ID_PATTERN, TENSOR_FIELDS
 from schemas.chunking import Reassembler, parse_chunk
 from schemas.errors import SchemaError, ValidationError
@@ -147,11 +156,14 @@ def generic_messages(draw: st.DrawFn, cls: type[Any]) -> Any:
 def chunks(draw: st.DrawFn) -> Chunk:
     """A Chunk whose geometry holds: seq < total, payload sized for its place."""
     chunk_size = draw(st.one_of(st.integers(1, 64), st.integers(1, 600_000)))
-    total_bytes = draw(st.one_of(st.integers(0, 3 * chunk_size), st.integers(0, 2**40)))
+    most = min(limits.MAX_STREAM_BYTES, chunk_size * limits.MAX_CHUNKS)
+    total_bytes = draw(st.one_of(st.integers(0, 3 * chunk_size), st.integers(0, most)))
     total = max(1, -(-total_bytes // chunk_size))
     seq = draw(st.one_of(st.just(0), st.just(total - 1), st.integers(0, total - 1)))
     size = min(chunk_size, total_bytes - seq * chunk_size)
-    sid = draw(st.one_of(IDS, st.text(min_size=1, max_size=256)))
+    sid = draw(
+        st.one_of(IDS, st.text(min_size=1, max_size=256).filter(lambda s: len(s.encode()) <= 256))
+    )
     kind = draw(st.one_of(st.sampled_from(TYPE_NAMES), st.text(min_size=1, max_size=20)))
     payload = _random_bytes(size, draw(st.integers(0, 2**32)))
     digest = draw(st.binary(min_size=16, max_size=16))
@@ -160,7 +172,10 @@ def chunks(draw: st.DrawFn) -> Chunk:
 
 FILE_NAMES = st.text(min_size=1, max_size=20).filter(lambda n: "/" not in n and n[0] != ".")
 BUNDLES = st.builds(
-    ArtifactBundle.pack, IDS, st.text(min_size=1), st.dictionaries(FILE_NAMES, BYTES, max_size=4)
+    ArtifactBundle.pack,
+    IDS,
+    st.text(min_size=1, max_size=32),
+    st.dictionaries(FILE_NAMES, BYTES, max_size=4),
 )
 SPECIAL: dict[type[Any], st.SearchStrategy[Any]] = {Chunk: chunks(), ArtifactBundle: BUNDLES}
 
