@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import limits as L
 from schemas._base import check_types, ids, message, non_empty, non_negative
 from schemas.errors import ValidationError
 
@@ -29,7 +30,18 @@ KEY_MAX_BYTES = 256
 DETAIL_MAX_CHARS = 1000
 
 
-@message(version=1)
+@message(
+    version=1,
+    limits={
+        "origin_topic": L.Bound(max_bytes=249),  # Kafka's longest topic name
+        "origin_key": L.Bound(max_bytes=KEY_MAX_BYTES),
+        "role": L.ID,
+        "hospital_id": L.ID,
+        "reason": L.CODE,
+        "detail": L.Bound(max_bytes=DETAIL_MAX_CHARS * 4),  # up to 4 UTF-8 bytes a character
+        "original": L.Bound(max_bytes=ORIGINAL_MAX_BYTES),
+    },
+)
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Where the record was (topic, partition, offset, key, timestamp), who skipped it and why.
