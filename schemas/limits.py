@@ -153,3 +153,11 @@ def check_limits(msg: Any) -> None:
     type_name = type(msg).__name__
     for name, b in limits.items():
         check_value(name, b, getattr(msg, name), type_name)
+
+
+def fit_text(text: str, max_bytes: int = DETAIL_BYTES) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 on a character boundary (for details)."""
+    raw = text.encode()
+    if len(raw) <= max_bytes:
+        return text
+    return raw[:max_bytes].decode(errors="ignore")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from flbus.port import LogBus, Record
 from schemas import AuditEvent, Chunk, PartialAggregate, decode, encode
 from schemas.errors import SchemaError
+from schemas.limits import fit_text
 from schemas.topics import KAFKA_AUDIT, KAFKA_PARTIALS
 from services.common.streams import publish_log_chunked
 
@@ -51,6 +52,13 @@ class Outbox:
     ) -> None:
         """Publish one AuditEvent about this hospital (key = model)."""
         event = AuditEvent(
-            kind, model, round_id, self._hospital, device, str(reason), detail, self._clock()
+            kind,
+            model,
+            round_id,
+            self._hospital,
+            device,
+            str(reason),
+            fit_text(detail),
+            self._clock(),
         )
         await self._bus.publish(KAFKA_AUDIT, encode(event), key=model.encode() or None)

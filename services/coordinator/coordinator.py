@@ -29,6 +29,7 @@ from schemas import (
 )
 from schemas.chunking import ChunkedReceiver
 from schemas.errors import SchemaError, UnknownMessageError
+from schemas.limits import fit_text
 from services.common.dead_letters import DeadLetters, describe, reason_for
 from services.common.streams import publish_log_chunked
 from services.coordinator.model_rounds import ModelRounds
@@ -75,7 +76,7 @@ class KafkaOutbox:
 
     async def audit(self, kind: str, model: str, round_id: int, reason: str, detail: str) -> None:
         """Record a round event on the audit topic."""
-        event = AuditEvent(kind, model, round_id, "", "", reason, detail, self.clock())
+        event = AuditEvent(kind, model, round_id, "", "", reason, fit_text(detail), self.clock())
         await self.bus.publish(topics.KAFKA_AUDIT, encode(event), key=model.encode())
 
 

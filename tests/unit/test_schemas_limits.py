@@ -144,3 +144,15 @@ def test_reassembler_default_size_limit_is_the_contract() -> None:
     assert Reassembler().max_payload_bytes == limits.MAX_STREAM_BYTES
     assert limits.MAX_STREAM_BYTES > limits.MAX_ARTIFACT_BYTES
     assert limits.MAX_STREAM_BYTES > 4 * limits.MAX_TENSOR_ELEMENTS
+
+
+def test_fit_text_cuts_details_to_the_contract_on_a_character_boundary() -> None:
+    from schemas import AuditEvent
+    from schemas.limits import DETAIL_BYTES, fit_text
+
+    long = "é" * DETAIL_BYTES  # two UTF-8 bytes each: twice the limit
+
+    cut = fit_text(long)
+
+    assert len(cut.encode()) <= DETAIL_BYTES and cut == "é" * (DETAIL_BYTES // 2)
+    AuditEvent("k", "m", 1, "h0", "d0", "r", cut, 0)  # builds: within the limit
