@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from flctl.brokers.probes import _recv_exact as _recv  # the probes' framing, shared
 from flctl.brokers.probes import kafka_answers, mqtt_answers
 from schemas.topics import KAFKA_ROUND_PLANS
 
@@ -67,16 +68,6 @@ def kafka_has_topic(host: str, port: int, topic: str, timeout: float = 2.0) -> b
         return bool(got == corr and topics == 1 and error == 0)
     except (OSError, struct.error):
         return False
-
-
-def _recv(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buf += chunk
-    return buf
 
 
 def needs(argv: list[str], env: dict[str, str]) -> dict[str, Callable[[], bool]]:
