@@ -170,16 +170,32 @@ def register(subparsers: Subparsers) -> None:
         "debian:bookworm-slim made by debootstrap when the engine lacks it. Exit codes: "
         "0 ready, 1 a step failed (named on stderr).",
     )
-    p.add_argument("--context", default=str(ROOT / "compose" / "context"),
-                   help="the folder the Dockerfiles copy from (default: %(default)s)")
-    p.add_argument("--cache", default=str(DEFAULT_HOME),
-                   help="downloads kept between runs (default: %(default)s)")
-    p.add_argument("--base", choices=("auto", "always", "never"), default="auto",
-                   help="import debian:bookworm-slim from debootstrap: auto = when the engine "
-                   "lacks it (default: %(default)s)")
-    p.add_argument("--engine", choices=("auto", "podman", "docker"), default="auto",
-                   help="where the base image goes (default: podman, else docker)")
-    p.add_argument("--mirror", default="http://deb.debian.org/debian",
-                   help="Debian mirror for debootstrap; images' apt uses it too "
-                   "(default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--context",
+        default=str(ROOT / "compose" / "context"),
+        help="the folder the Dockerfiles copy from (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cache",
+        default=str(DEFAULT_HOME),
+        help="downloads kept between runs (default: %(default)s)",
+    )
+    p.add_argument(
+        "--base",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="import debian:bookworm-slim from debootstrap: auto = when the engine "
+        "lacks it (default: %(default)s)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "podman", "docker"),
+        default="auto",
+        help="where the base image goes (default: podman, else docker)",
+    )
+    p.add_argument(
+        "--mirror",
+        default="http://deb.debian.org/debian",
+        help="Debian mirror for debootstrap; images' apt uses it too (default: %(default)s)",
+    )
     p.set_defaults(handler=prepare)
