@@ -2,9 +2,10 @@
 
 Under podman and podman-compose (the engine CI has; the file stays Docker Compose
 syntax). Needs root podman with runc (scripts/lib.sh configures both under CI);
-without them the test skips, or fails under ``CI=true``. Takes ~3 min with a warm
-cache (~/.cache/nightshift: wheels, the debootstrap tarball; podman's layer cache),
-longer on a fresh machine (debootstrap, wheel downloads, apt inside the builds).
+without them the test skips, or fails under ``CI=true``. Measured on 2 shared cores:
+~2.5 min with warm caches (~/.cache/nightshift: wheels, the debootstrap tarball;
+podman's layers), ~5.5 min when every image builds anew from a fresh base; a fresh
+machine adds debootstrap (~1-3 min) and the wheel downloads.
 """
 
 from __future__ import annotations
