@@ -23,6 +23,7 @@ from flproc.settings import Setting, Subparsers
 COMMANDS: list[str] = [
     "flctl.brokers_cli:register",
     "flctl.demo_cli:register",
+    "flctl.images:register",
     "flctl.replay:register",
     "flctl.dlq:register",
     "flctl.roles.devices:register",

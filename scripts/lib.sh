@@ -95,9 +95,48 @@ fl_install_kafka() {
   "$PY" -m flctl.main brokers fetch || fl_log "Kafka jar fetch failed: Kafka tests will say why"
 }
 
+# The compose test (tests/compose, marker compose): root podman with Debian's runc,
+# debootstrap for the base image, CNI's dnsname (service names resolve), and
+# podman-compose from PyPI into $PY. crun, podman's default, fails on hybrid
+# cgroups, and default ulimits above the machine's hard limits fail every
+# container: containers.conf says runc and limits within them (written only when
+# absent). Set FL_SKIP_COMPOSE=1 to skip this step.
+fl_install_compose() {
+  [ "${FL_SKIP_COMPOSE:-}" = 1 ] && return 0
+  local missing=()
+  fl_has podman || missing+=(podman)
+  fl_has runc || missing+=(runc)
+  fl_has debootstrap || missing+=(debootstrap)
+  [ -x /usr/lib/cni/dnsname ] || missing+=(golang-github-containernetworking-plugin-dnsname)
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    [ ${#missing[@]} -eq 0 ] || fl_log "missing ${missing[*]} (root and apt-get install them):" \
+      "until then the compose test skips, or fails under CI=true"
+  elif [ ${#missing[@]} -gt 0 ]; then
+    fl_log "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >&2
+  fi
+  if [ "$(id -u)" = 0 ] && [ ! -f /etc/containers/containers.conf ]; then
+    local nofile nproc
+    nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+    [ "$nofile" = unlimited ] || [ "$nofile" -gt 65536 ] && nofile=65536
+    [ "$nproc" = unlimited ] || [ "$nproc" -gt 65536 ] && nproc=65536
+    fl_log "writing /etc/containers/containers.conf (runc, ulimits nofile=$nofile nproc=$nproc)"
+    mkdir -p /etc/containers
+    printf '%s\n' "# written by nightshift-fl scripts/lib.sh (fl_install_compose)" \
+      "[containers]" "default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]" \
+      "[engine]" "runtime = \"runc\"" >/etc/containers/containers.conf
+  fi
+  "$PY" -c 'import podman_compose' 2>/dev/null && return 0
+  fl_log "pip install podman-compose into $PY"
+  "$PY" -m pip install -q podman-compose >&2 || fl_log "podman-compose install failed"
+}
+
 fl_install() {
   fl_install_os
   fl_python
   fl_install_python
   fl_install_kafka
+  fl_install_compose
 }

@@ -39,8 +39,15 @@ def _depends(service: dict[str, Any]) -> dict[str, str]:
     return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
 
 
+ROLE_IMAGE = "nightshift-fl:dev"
+
+
 def _ours(service: dict[str, Any]) -> bool:
-    return "build" in service
+    """A role: runs the root Dockerfile's image (Kafka and Mosquitto have their own)."""
+    return bool(service.get("image") == ROLE_IMAGE)
+
+
+DOCKERFILES = ["Dockerfile", "compose/kafka/Dockerfile", "compose/mosquitto/Dockerfile"]
 
 
 def test_compose_every_service_has_an_image_or_a_buildable_dockerfile(services: dict) -> None:
@@ -56,10 +63,36 @@ def test_compose_every_service_has_an_image_or_a_buildable_dockerfile(services: 
 
 
 def test_compose_dockerfile_copies_only_paths_that_exist() -> None:
-    for line in (ROOT / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY "):
-            for source in line.split()[1:-1]:
-                assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+    for dockerfile in DOCKERFILES:
+        for line in (ROOT / dockerfile).read_text().splitlines():
+            if line.startswith("COPY "):
+                for source in line.split()[1:-1]:
+                    assert (ROOT / source).exists(), f"{dockerfile} copies missing {source}"
+
+
+def test_compose_every_image_builds_from_the_base_flctl_images_prepares(services: dict) -> None:
+    """No image pulls from a registry: all build FROM the base an air-gapped host imports."""
+    from flctl.images import BASE_IMAGE
+
+    builds = {s["image"]: s["build"]["dockerfile"] for s in services.values() if "build" in s}
+    assert sorted(builds.values()) == sorted(DOCKERFILES)
+    assert builds[ROLE_IMAGE] == "Dockerfile"
+    for name, service in services.items():  # built once, by one service, never pulled
+        assert service["image"] in builds, f"{name} runs {service['image']}, which nothing builds"
+    for dockerfile in DOCKERFILES:
+        froms = [
+            line.split()[1]
+            for line in (ROOT / dockerfile).read_text().splitlines()
+            if line.startswith("FROM ")
+        ]
+        assert froms and all(BASE_IMAGE.endswith("/" + name) for name in froms), dockerfile
+
+
+def test_compose_brokers_mount_their_config_and_keep_data_in_volumes(services: dict) -> None:
+    for name, config in (("kafka", "./compose/kafka/"), ("mosquitto", "./compose/mosquitto/")):
+        volumes = [str(v) for v in services[name]["volumes"]]
+        assert any(v.startswith(config) and v.endswith(":ro") for v in volumes), name
+        assert any(not v.startswith((".", "/")) for v in volumes), f"{name} has no data volume"
 
 
 def test_compose_depends_on_names_existing_services_with_healthchecks(services: dict) -> None:
@@ -100,7 +133,7 @@ def test_compose_published_ports_do_not_clash(services: dict) -> None:
     seen: dict[int, str] = {}
     for name, service in services.items():
         for port in service.get("ports") or []:
-            match = re.match(r"^(?:[\d.]+:)?(\d+):\d+", str(port))
+            match = re.match(r"^(?:[\d.]+:)?(\d+):\d+", _default(str(port)))
             assert match, f"{name}: publish an explicit host port, not {port!r}"
             host = int(match.group(1))
             assert (service.get("deploy") or {}).get("replicas", 1) == 1, (
@@ -117,14 +150,18 @@ def test_compose_bind_mounted_files_exist(services: dict) -> None:
         for volume in service.get("volumes") or []
         if str(volume).startswith((".", "/"))
     ]
-    assert ("mosquitto", "./compose/mosquitto.conf") in mounts
+    assert ("mosquitto", "./compose/mosquitto/mosquitto.conf") in mounts
     for name, source in mounts:
         assert (ROOT / source).exists(), f"{name} mounts missing {source}"
 
 
-def _resolved(env: dict[str, str]) -> dict[str, str]:
+def _default(value: str) -> str:
     """Compose's ${VAR:-default} with nothing set in the shell: the default."""
-    return {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", v) for k, v in env.items()}
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def _resolved(env: dict[str, str]) -> dict[str, str]:
+    return {k: _default(v) for k, v in env.items()}
 
 
 def test_compose_roles_start_with_valid_settings(
@@ -157,3 +194,35 @@ def test_compose_roles_start_with_valid_settings(
             builders[role](args)  # raises, naming the setting, if one is missing or bad
             checked.add(role)
     assert checked == set(builders)
+
+
+def _entrypoint() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fl_entrypoint", ROOT / "compose/entrypoint.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compose_entrypoint_waits_for_what_each_role_reads(services: dict) -> None:
+    """Start-up order without depends_on conditions (podman < 4.6): the role waits itself."""
+    entrypoint = _entrypoint()
+    waits = {}
+    for service in services.values():
+        if _ours(service):
+            env = _resolved(_env(service))
+            role = service["command"][1]
+            waits[role] = {name.split()[0] for name in entrypoint.needs(service["command"], env)}
+    assert waits == {
+        "coordinator": {"kafka"},
+        "selector": {"kafka", "topic", "mqtt"},
+        "aggregator": {"kafka", "topic"},
+        "devices": {"mqtt"},
+    }
+
+
+def test_compose_entrypoint_gives_up_waiting_after_its_deadline() -> None:
+    assert _entrypoint().wait({"never": lambda: False}, deadline_s=0.0) is False
+    assert _entrypoint().wait({"now": lambda: True}, deadline_s=0.0) is True
