@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flctl.brokers import BrokerError, LocalBrokers, free_port
+from flctl.brokers import BrokerError, BrokerStartFailed, LocalBrokers, PortInUse, free_port
 from tests.conftest import _unavailable
 from tests.faults.harness import Federation
 
@@ -37,13 +37,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def federation(tmp_path: Path) -> Iterator[Federation]:
     """Fresh Mosquitto + Kafka for this test and a federation to start on them."""
-    brokers = LocalBrokers(
-        free_port(), free_port(), tmp_path / "brokers", kafka_controller_port=free_port()
-    )
-    try:
-        endpoints = brokers.up(timeout=120)
-    except BrokerError as exc:
-        _unavailable(f"cannot start local brokers for a fault test: {exc}")
+    # Free ports, not fixed ones: other sessions on this machine start brokers too, and a
+    # port taken between the check and the bind fails one start; the retry gets others.
+    for attempt in (1, 2):
+        brokers = LocalBrokers(
+            free_port(),
+            free_port(),
+            tmp_path / f"brokers{attempt}",
+            kafka_controller_port=free_port(),
+        )
+        try:
+            endpoints = brokers.up(timeout=120)
+            break
+        except (PortInUse, BrokerStartFailed) as exc:
+            if attempt == 2:
+                _unavailable(f"cannot start local brokers for a fault test: {exc}")
+        except BrokerError as exc:
+            _unavailable(f"cannot start local brokers for a fault test: {exc}")
     assert endpoints.mqtt_url is not None and endpoints.kafka_bootstrap is not None
     fed = Federation(tmp_path / "roles", brokers, endpoints.mqtt_url, endpoints.kafka_bootstrap)
     try:
