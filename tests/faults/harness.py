@@ -301,6 +301,25 @@ class Federation:
             await asyncio.sleep(0.05)
         raise AssertionError(f"{role}: no such log event within {timeout:.0f}s\n{self.logs()}")
 
+    def open_rounds(self) -> list[int]:
+        """Rounds the coordinator's log shows opened and not (yet) closed or abandoned."""
+        events = self.roles["coordinator"].events()
+        opened = [int(e["round"]) for e in events if e.get("event") == "round.opened"]
+        ended = {
+            e["round"] for e in events if e.get("event") in ("round.closed", "round.abandoned")
+        }
+        return [r for r in opened if r not in ended]
+
+    async def wait_open_round(self, min_round: int, timeout: float) -> int:
+        """A round (id >= ``min_round``) the coordinator opened and has not ended yet."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [r for r in self.open_rounds() if r >= min_round]
+            if live:
+                return live[-1]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no round >= {min_round} open within {timeout:.0f}s\n{self.logs()}")
+
     # -- brokers ---------------------------------------------------------------
 
     @staticmethod

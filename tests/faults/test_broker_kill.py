@@ -11,11 +11,7 @@ from tests.faults.harness import Federation
 async def _mid_round(federation: Federation) -> int:
     """Wait for a round after the first version to open; its id."""
     await federation.wait_versions(1, timeout=120)
-    opened = await federation.wait_log(
-        "coordinator", lambda e: e.get("event") == "round.opened" and e["round"] >= 2, 60
-    )
-    await asyncio.sleep(0.5)
-    return int(opened["round"])
+    return await federation.wait_open_round(2, timeout=60)
 
 
 def _all_alive(federation: Federation) -> None:

@@ -9,15 +9,16 @@ from tests.faults.harness import Federation
 
 
 async def test_coordinator_killed_mid_round_resumes_the_sequence(federation: Federation) -> None:
-    federation.start()
+    # Slower devices stretch a round over seconds, so the kill lands inside one.
+    federation.start(env={"devices": {"FL_MAX_SLOWDOWN": "60"}})
     await federation.wait_versions(2, timeout=120)  # the population is learnt by now
     coordinator = federation.roles["coordinator"]
-    opened = await federation.wait_log(
-        "coordinator", lambda e: e.get("event") == "round.opened" and e["round"] >= 3, 60
-    )
-    open_round = opened["round"]
-    await asyncio.sleep(1.0)  # devices are admitted and training
+    await federation.wait_open_round(3, timeout=60)
+    await asyncio.sleep(0.5)  # devices are admitted and training
     killed_at = coordinator.kill()
+    open_at_kill = federation.open_rounds()
+    assert open_at_kill, f"the kill fell between two rounds\n{coordinator.tail()}"
+    open_round = open_at_kill[-1]
     await asyncio.sleep(3.0)  # partials of the open round are published while it is down
     coordinator.start()
 
