@@ -1,0 +1,46 @@
+"""SIGKILL the coordinator mid-round, restart it: rounds go on, versions stay a sequence."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.faults.conftest import record_recovery
+from tests.faults.harness import Federation
+
+
+async def test_coordinator_killed_mid_round_resumes_the_sequence(federation: Federation) -> None:
+    # Slower devices stretch a round over seconds, so the kill lands inside one.
+    federation.start(env={"devices": {"FL_MAX_SLOWDOWN": "60"}})
+    await federation.wait_versions(2, timeout=120)  # the population is learnt by now
+    coordinator = federation.roles["coordinator"]
+    await federation.wait_open_round(3, timeout=60)
+    await asyncio.sleep(0.5)  # devices are admitted and training
+    killed_at = coordinator.kill()
+    open_at_kill = federation.open_rounds()
+    assert open_at_kill, f"the kill fell between two rounds\n{coordinator.tail()}"
+    open_round = open_at_kill[-1]
+    await asyncio.sleep(3.0)  # partials of the open round are published while it is down
+    coordinator.start()
+
+    plane = await federation.wait_versions(2, timeout=120, after_ms=killed_at)
+    record_recovery("coordinator SIGKILL mid-round", plane.recovery_s(killed_at))
+
+    announced = sorted({(v.version, v.round_id) for v in plane.versions()})
+    numbers = [v for v, _ in announced]  # version 0: the initial weights
+    assert numbers == list(range(len(numbers))), f"versions skip or repeat: {announced}"
+    rounds = [r for _, r in announced]
+    assert rounds == sorted(set(rounds)), f"one round made two versions, or went back: {announced}"
+
+    last = plane.final_states()
+    assert last[open_round].state in ("done", "abandoned") and last[open_round].reason, (
+        f"round {open_round}, open at the kill, ends as {last[open_round]}"
+    )
+    opened_ids = [p.round_id for p in plane.plans() if p.state == "selecting"]
+    assert opened_ids == sorted(set(opened_ids)), f"round ids reused: {opened_ids}"
+
+    before = next(p for p in plane.plans() if p.round_id == open_round)
+    after = next(p for p in plane.plans() if p.round_id > open_round)
+    assert sum(after.targets) >= sum(before.targets), (
+        f"population forgotten: goals {before.targets} before the kill, {after.targets} after"
+    )
+    assert coordinator.exits == [-9] and coordinator.alive, coordinator.tail()
