@@ -22,10 +22,10 @@ pytestmark = pytest.mark.unit
 PIECE = 1024  # payload bytes per claimed chunk
 
 
-def _first_chunk(stream_id: str, claimed: int) -> bytes:
+def _first_chunk(stream_id: str, claimed: int, piece: int = PIECE) -> bytes:
     """Seq 0 of an upload that claims ``claimed`` bytes (and never sends the rest)."""
-    total = -(-claimed // PIECE)
-    chunk = Chunk(stream_id, "ModelUpdate", 0, total, claimed, PIECE, bytes(16), bytes(PIECE))
+    total = -(-claimed // piece)
+    chunk = Chunk(stream_id, "ModelUpdate", 0, total, claimed, piece, bytes(16), bytes(piece))
     return encode(chunk)
 
 
@@ -34,7 +34,8 @@ async def test_a_flood_of_huge_upload_claims_holds_nothing() -> None:
     await world.bus.start()
     agg = await world.start()
     for i in range(1_000):  # 1,000 devices each open an upload claiming 100 MB
-        await world.send_raw(f"d{i}", _first_chunk(f"s{i}", 100 * 1000 * 1000))
+        # 2 KiB pieces: 48,829 chunks, within the contract's 65,536 per stream
+        await world.send_raw(f"d{i}", _first_chunk(f"s{i}", 100 * 1000 * 1000, 2048))
     await eventually(lambda: sum(agg.stats().rejected.values()) == 1_000)
     assert agg.uploads_held() == (0, 0)
     assert dict(agg.stats().rejected) == {"upload_too_large": 1_000}

@@ -18,6 +18,7 @@ from schemas.topics import (
     task_topic,
     upload_topic,
 )
+from tests.support.forge import forged
 from tests.unit.test_selector_checkin import CONFIG, NOW, checkin, drain, plan, running, until
 from tests.unit.test_selector_uploads import token, update_chunks
 
@@ -52,8 +53,8 @@ async def test_selector_full_parking_gives_a_short_retry_not_half_a_minute() -> 
         assert NOW < answer.retry_at_ms <= NOW + config.min_backoff_ms + config.plan_wait_ms
 
 
-async def test_selector_checkin_listing_many_models_is_one_refusal() -> None:
-    models = tuple(f"m{i}" for i in range(100_000))
+async def test_selector_checkin_over_its_model_limit_is_one_refusal() -> None:
+    models = tuple(f"m{i}" for i in range(CONFIG.max_models_per_checkin + 1))
     async with running(plans=(plan(),)) as h:
         answers = await h.pubsub.subscribe([task_topic("h0", "d0")])
         await h.pubsub.publish(checkin_topic("h0", "d0"), encode(checkin(models=models)))
@@ -65,12 +66,25 @@ async def test_selector_checkin_listing_many_models_is_one_refusal() -> None:
         assert event.reason == "too_many_models"
 
 
+async def test_selector_checkin_listing_100000_models_is_one_refusal() -> None:
+    wire = forged(checkin(), models=tuple(f"m{i}" for i in range(100_000)))
+    async with running(plans=(plan(),)) as h:
+        answers = await h.pubsub.subscribe([task_topic("h0", "d0")])
+        await h.pubsub.publish(checkin_topic("h0", "d0"), wire)
+        await until(lambda: h.selectors[0].stats["message.rejected:ValidationError"] == 1)
+        assert await answers.get(timeout=0.1) is None
+        assert h.selectors[0].stats["retry_after"] == 0
+        assert await drain(h.log, KAFKA_CHECKINS) == []
+        [event] = [decode(r.value, AuditEvent) for r in await drain(h.log, KAFKA_AUDIT)]
+        assert event.detail == "CheckIn.models: at most 64 items, got 100,000"
+
+
 async def test_selector_checkin_with_huge_text_is_not_forwarded() -> None:
     async with running(plans=(plan(),)) as h:
         await h.pubsub.publish(
-            checkin_topic("h0", "d0"), encode(checkin(sdk_version="x" * 100_000))
+            checkin_topic("h0", "d0"), forged(checkin(), sdk_version="x" * 100_000)
         )
-        await until(lambda: h.selectors[0].stats["message.rejected:field_too_long"] == 1)
+        await until(lambda: h.selectors[0].stats["message.rejected:ValidationError"] == 1)
         assert await drain(h.log, KAFKA_CHECKINS) == []
 
 

@@ -11,6 +11,7 @@ from schemas import encode as encode_msg
 from schemas.chunking import decode_chunked, encode_chunked
 from schemas.headers import upload_headers
 from schemas.topics import KAFKA_AUDIT, KAFKA_EVALUATIONS, eval_topic, updates_topic, upload_topic
+from tests.support.forge import forged
 from tests.unit.test_selector_checkin import NOW, SECRET, drain, running, until
 
 pytestmark = pytest.mark.unit
@@ -170,13 +171,13 @@ async def test_selector_messages_of_unconfigured_hospital_create_no_topic() -> N
 async def test_selector_oversized_evaluation_is_not_forwarded() -> None:
     async with running() as h:
         report = EvaluationReport("digits", 2, "d1", "h0", 50, 0.4, 0.9, NOW)
-        failure_text = TrainingFailure("digits", 3, "d1", "h0", "x" * 5_000, "y", NOW)
-        await h.pubsub.publish(upload_topic("h0", "d1"), encode_msg(failure_text),
+        failure = TrainingFailure("digits", 3, "d1", "h0", "x", "y", NOW)
+        await h.pubsub.publish(upload_topic("h0", "d1"), forged(failure, reason="x" * 5_000),
                                headers=upload_headers(token(), "digits", 3, 2))  # fmt: skip
         await h.pubsub.publish(eval_topic("h0", "d1"), encode_msg(report) + b"\0" * 2_000_000)
         await until(lambda: h.selectors[0].stats["device.messages"] == 2)
         await until(lambda: len(h.selectors[0].stats) > 3)
-        assert h.selectors[0].stats["update.rejected:field_too_long"] == 1
+        assert h.selectors[0].stats["message.rejected:ValidationError"] == 1
         assert h.selectors[0].stats["message.rejected:message_too_large"] == 1
         assert await drain(h.log, KAFKA_EVALUATIONS) == []
         assert await drain(h.log, updates_topic("h0")) == []
