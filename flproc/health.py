@@ -20,12 +20,15 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from flproc.redaction import redact
+
+K = TypeVar("K")
 
 HEALTH_FILE = Path(os.environ.get("FL_HEALTH_FILE", "/tmp/fl-healthy"))
 
@@ -71,6 +74,12 @@ class Progress:
             self._last = self.clock()  # idle until now: the stall clock starts here
         self.taken += 1
 
+    def waiting(self, count: int) -> None:
+        """``count`` units wait now, as measured (e.g. a consumer's lag), not as counted."""
+        if count > 0 and self.taken == self.done_count:
+            self._last = self.clock()  # idle until now: the stall clock starts here
+        self.taken = self.done_count + max(count, 0)
+
     def done(self) -> None:
         """One unit of work was finished (handled, rejected or failed: it left)."""
         self.done_count += 1
@@ -83,6 +92,60 @@ class Progress:
         if waiting > 0 and idle_for > self.stall_s:
             return f"{self.what}: {waiting} waiting, none done for {idle_for:.0f}s"
         return None
+
+
+class ConsumerLag:
+    """A log consumer's health: records wait (end offsets ahead of what it handled) and
+    none was handled for ``stall_s``, or the broker leaves its end offsets unanswered.
+
+    The role calls :meth:`handled` per record; :meth:`watch` measures the lag
+    every ``every_s`` seconds. A partition whose position is not known yet
+    (nothing read or started there) does not count. ``clock``: seconds, monotonic.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        stall_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        every_s: float = 5.0,
+    ):
+        self.progress = Progress(what, stall_s, clock)
+        self.every_s = every_s
+        self.unanswered: str | None = None
+
+    def handled(self) -> None:
+        """One record was handled (used, rejected or dead-lettered)."""
+        self.progress.done()
+
+    def measured(self, ends: Mapping[K, int], positions: Mapping[K, int]) -> int:
+        """Note the end offsets against the positions handled; the records waiting."""
+        self.unanswered = None
+        waiting = sum(max(0, end - positions[k]) for k, end in ends.items() if k in positions)
+        self.progress.waiting(waiting)
+        return waiting
+
+    def problem(self) -> str | None:
+        """A :data:`Probe`: the broker unanswered, or records waiting and none handled."""
+        return self.unanswered or self.progress.problem()
+
+    async def watch(
+        self,
+        measure: Callable[[], Awaitable[tuple[Mapping[K, int], Mapping[K, int]]]],
+        stop: asyncio.Event,
+    ) -> None:
+        """Every ``every_s`` s until ``stop``, note ``measure()``'s (end offsets, positions);
+        a broker that fails or takes longer than ``every_s`` to answer makes it unhealthy."""
+        every_s = self.every_s
+        while not stop.is_set():
+            try:
+                self.measured(*await asyncio.wait_for(measure(), every_s))
+            except TimeoutError:
+                self.unanswered = f"{self.progress.what}: end offsets unanswered for {every_s:g}s"
+            except Exception as exc:  # any broker failure: unhealthy, not dead
+                self.unanswered = f"{self.progress.what}: end offsets failed: {exc!r}"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
 
 
 async def heartbeat(

@@ -7,7 +7,7 @@ import asyncio
 
 from flbus.errors import BusError
 from flproc.clock import wall_ms
-from flproc.health import run_service
+from flproc.health import Liveness, run_service
 from flproc.settings import EXIT_BAD_SETTING, LOGGING, Subparsers, add_settings, resolve
 from flproc.startup import start
 from services.aggregator.app import build
@@ -39,11 +39,20 @@ def main(args: argparse.Namespace) -> int:
     config = start(NAME, args, SETTINGS, lambda: config_from_args(args), prog=PROG)
     if config is None:
         return EXIT_BAD_SETTING
-    return run_service(NAME, lambda stop: _serve(config, stop), (BusError,), prog=PROG)
+    liveness = Liveness()
+    return run_service(
+        NAME,
+        lambda stop: _serve(config, stop, liveness),
+        (BusError,),
+        prog=PROG,
+        liveness=liveness,
+    )
 
 
-async def _serve(config: AggregatorConfig, stop: asyncio.Event) -> None:
+async def _serve(config: AggregatorConfig, stop: asyncio.Event, liveness: Liveness) -> None:
     from flbus.kafka import KafkaBus  # imported here: only the real process needs aiokafka
 
     async with KafkaBus(config.kafka_bootstrap, client_id=f"aggregator-{config.hospital}") as bus:
-        await build(config, bus, wall_ms).run(stop)
+        aggregator = build(config, bus, wall_ms)
+        liveness.add(aggregator.problem)
+        await aggregator.run(stop)

@@ -10,7 +10,7 @@ from flbus.errors import BusError
 from flctl.roles.devices import ALPHA, DEVICES_PER_HOSPITAL
 from flproc.clock import wall_ms
 from flproc.errors import SettingError
-from flproc.health import run_service
+from flproc.health import Liveness, run_service
 from flproc.parsers import path
 from flproc.settings import (
     EXIT_BAD_SETTING,
@@ -102,8 +102,13 @@ def main(args: argparse.Namespace) -> int:
     if ready is None:
         return EXIT_BAD_SETTING
     config, process, evaluator = ready
+    liveness = Liveness()
     return run_service(
-        NAME, lambda stop: _serve(process, config, evaluator, stop), (BusError,), prog=PROG
+        NAME,
+        lambda stop: _serve(process, config, evaluator, stop, liveness),
+        (BusError,),
+        prog=PROG,
+        liveness=liveness,
     )
 
 
@@ -112,6 +117,7 @@ async def _serve(
     config: CoordinatorConfig,
     evaluator: OnnxEvaluator,
     stop: asyncio.Event,
+    liveness: Liveness,
 ) -> None:
     from flbus.kafka import KafkaBus
     from flstore import FileModelStore
@@ -119,4 +125,5 @@ async def _serve(
 
     async with KafkaBus(process["kafka_bootstrap"], client_id="coordinator") as bus:
         coordinator = build(config, bus, FileModelStore(process["store_dir"]), evaluator, wall_ms)
+        liveness.add(coordinator.problem)
         await coordinator.run(stop)

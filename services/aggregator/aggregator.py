@@ -23,6 +23,7 @@ import structlog
 
 from flbus.errors import BusError
 from flbus.port import LogBus, LogSubscription, Record, TopicPartition
+from flproc.health import ConsumerLag
 from schemas import ModelVersion, RoundPlan, decode
 from schemas.chunking import ChunkedReceiver
 from schemas.topics import (
@@ -47,11 +48,20 @@ from services.aggregator.stats import AggregatorStats
 from services.aggregator.tally import Decision, RoundBook
 from services.common.dead_letters import DeadLetters
 
+STALL_S = 20.0
+"""Health: updates waiting on the topic and none handled for this long means stalled."""
+
 
 class Aggregator:
     """One hospital's aggregator; ``run`` until ``stop`` is set."""
 
-    def __init__(self, config: AggregatorConfig, bus: LogBus, clock: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        config: AggregatorConfig,
+        bus: LogBus,
+        clock: Callable[[], int],
+        health: ConsumerLag | None = None,
+    ) -> None:
         self.config = config
         self.book = RoundBook(config.hospital, max_examples=config.max_examples)
         self._bus, self._clock = bus, clock
@@ -66,6 +76,11 @@ class Aggregator:
         self._updates: LogSubscription | None = None
         self._parked: list[tuple[GotUpdate, int, int]] = []  # (update, sent_ms, parked_at_ms)
         self._log = structlog.get_logger("aggregator").bind(hospital=config.hospital)
+        self.health = health or ConsumerLag(f"updates of {config.hospital}", STALL_S)
+
+    def problem(self) -> str | None:
+        """Health: updates wait and none was handled for a while, or Kafka does not answer."""
+        return self.health.problem()
 
     def stats(self) -> AggregatorStats:
         """A snapshot of the counters."""
@@ -86,18 +101,32 @@ class Aggregator:
             await self._bus.subscribe([topic], group=group, start="earliest") as updates,
         ):
             self._updates = updates
-            await catch_up(control, self.on_control, idle)
-            replayed = await catch_up(updates, self.on_update, idle)
-            self._log.info("aggregator.started", replayed=replayed, closed=len(self.book.closed))
-            while not stop.is_set():
-                await self._drain(control)
-                record = await updates.get(tick_s)
-                if record is not None:
+            watch = asyncio.create_task(self.health.watch(self._lag, stop))
+            try:
+                await catch_up(control, self.on_control, idle)
+                replayed = await catch_up(updates, self.on_update, idle)
+                self._log.info(
+                    "aggregator.started", replayed=replayed, closed=len(self.book.closed)
+                )
+                while not stop.is_set():
                     await self._drain(control)
-                    await self.on_update(record)
-                await self.tick()
-            await self._commit()
+                    record = await updates.get(tick_s)
+                    if record is not None:
+                        await self._drain(control)
+                        await self.on_update(record)
+                    await self.tick()
+                await self._commit()
+            finally:
+                watch.cancel()
         self._log.info("aggregator.stopped", **self._stats.as_dict())
+
+    async def _lag(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """(end offsets, next offset to handle) of the updates partitions, for health."""
+        assert self._updates is not None
+        ends, at = await self._updates.end_offsets(), self._ledger.positions()
+        for tp in ends.keys() - at.keys():  # nothing handled there yet: from the commit
+            at[tp] = await self._updates.committed(tp) or 0
+        return ends, at
 
     async def _drain(self, control: LogSubscription) -> None:
         while (record := await control.get(0)) is not None:
@@ -135,8 +164,11 @@ class Aggregator:
         """Handle one record of the updates topic: fold, reject, count a dropped device,
         or dead-letter a record that is no update at all (and commit past it)."""
         self._ledger.read(record)
-        if not await self._dead.guard(record, self._update):
-            await self._commit()
+        try:
+            if not await self._dead.guard(record, self._update):
+                await self._commit()
+        finally:
+            self.health.handled()
 
     async def _update(self, record: Record) -> None:
         now = self._clock()

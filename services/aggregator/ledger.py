@@ -18,6 +18,10 @@ class OffsetLedger:
         """Note that ``record`` was handled (accepted, rejected or parked in a round)."""
         self._read[record.tp] = max(record.offset + 1, self._read.get(record.tp, 0))
 
+    def positions(self) -> dict[TopicPartition, int]:
+        """The next offset to handle on each partition read so far."""
+        return dict(self._read)
+
     def to_commit(
         self, floors: Iterable[Mapping[TopicPartition, int]]
     ) -> dict[TopicPartition, int]:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 import structlog
 
 from flbus.errors import BusError
-from flbus.port import LogBus, LogSubscription, Record
+from flbus.port import LogBus, LogSubscription, Record, TopicPartition
 from flcore.round_types import Phase
+from flproc.health import ConsumerLag
 from schemas import (
     ArtifactBundle,
     AuditEvent,
@@ -41,6 +42,8 @@ TOPICS_READ = (topics.KAFKA_PARTIALS, topics.KAFKA_AUDIT, topics.KAFKA_CHECKINS)
 GROUP = "coordinator"
 """The consumer group of the topics read: a restart resumes from its committed position."""
 OPEN_PHASES = (Phase.SELECTING, Phase.TRAINING, Phase.CLOSING)
+STALL_S = 20.0
+"""Health: records waiting on the topics read and none handled for this long means stalled."""
 
 
 class KafkaOutbox:
@@ -92,6 +95,7 @@ class Coordinator:
         clock: Callable[[], int],
         tick_ms: int = 50,
         catch_up_idle_ms: int = 2_000,
+        health: ConsumerLag | None = None,
     ) -> None:
         self.bus = bus
         self.models = models
@@ -107,6 +111,11 @@ class Coordinator:
         self.position = ReadPosition()
         self._held: dict[str, int] = {}  # model -> the open round holding the read position
         self._sub: LogSubscription | None = None
+        self.health = health or ConsumerLag("partials, admissions and check-ins", STALL_S)
+
+    def problem(self) -> str | None:
+        """Health: records wait and none was handled for a while, or Kafka does not answer."""
+        return self.health.problem()
 
     async def start(self) -> LogSubscription:
         """Create topics, take up open rounds, announce artifacts and current versions."""
@@ -164,6 +173,7 @@ class Coordinator:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set or every model has run its rounds."""
         sub = await self.start()
+        watch = asyncio.create_task(self.health.watch(self._lag, stop))
         try:
             # What was published while no coordinator ran, before any deadline is judged.
             replayed = await catch_up(sub, self._handle_now, self.catch_up_idle_ms, self.position)
@@ -186,8 +196,15 @@ class Coordinator:
                 self._hold_open_rounds()
                 await self._commit()
             finally:
+                watch.cancel()
                 await sub.close()
                 log.info("coordinator.stopped", dead_lettered=dict(self.errors))
+
+    async def _lag(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """(end offsets, next offset to handle) of the topics read, for health; a partition
+        not started yet (before the catch-up) does not count."""
+        assert self._sub is not None
+        return await self._sub.end_offsets(), self.position.positions()
 
     async def _handle_now(self, record: Record) -> None:
         await self.handle(record, self.clock())
@@ -246,3 +263,5 @@ class Coordinator:
             raise  # the broker failed, not the record: the role stops (exit 1)
         except Exception as e:  # a poison record must not stop the coordinator
             await self._dead.send(record, reason_for(e), describe(e))
+        finally:
+            self.health.handled()

@@ -35,6 +35,10 @@ class ReadPosition:
             held.setdefault(record.tp, record.offset)
         self._next[record.tp] = max(record.offset + 1, self._next.get(record.tp, 0))
 
+    def positions(self) -> dict[TopicPartition, int]:
+        """The next offset to handle on each partition whose position is known."""
+        return dict(self._next)
+
     def hold(self, key: str) -> None:
         """Keep the current position (where ``key``'s round opened) uncommitted until released."""
         self._holds[key] = dict(self._next)
