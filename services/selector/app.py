@@ -224,15 +224,23 @@ class Selector:
     def _rate_limited(self, where: DeviceTopic, value: bytes, now_ms: int) -> list[Out] | None:
         """Refusals when every model of this check-in was asked about too recently, else None.
 
-        The limit is per device and model: an honest device checks in for each of
-        its models in turn; a flood repeats them.
+        The limit is per device, model and round: an honest device checks in for
+        each of its models in turn, and again as soon as the next round opens
+        (rounds may be shorter than the interval); a flood repeats itself within
+        one round.
         """
         try:
             checkin = decode(value, CheckIn)
         except SchemaError:
             return None  # the handler audits it
         models = list(dict.fromkeys(checkin.models))[: self.config.max_models_per_checkin]
-        waits = [self.rate.allow((where.hospital, where.device, m), now_ms) for m in models]
+        plans = self.plans.plans
+        waits = [
+            self.rate.allow(
+                (where.hospital, where.device, m, plans[m].round_id if m in plans else -1), now_ms
+            )
+            for m in models
+        ]
         if not models or any(w is None for w in waits):
             return None
         retry_at = max(w for w in waits if w is not None)

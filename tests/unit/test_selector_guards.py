@@ -106,6 +106,18 @@ async def test_selector_flood_from_one_identity_is_admitted_once() -> None:
         assert isinstance(again, Task)
 
 
+async def test_selector_device_checking_in_for_the_next_round_at_once_is_heard() -> None:
+    async with running(plans=(plan(round_id=3),)) as h:
+        [first] = await h.ask(checkin("h0", "d1"))
+        await h.add_plan(plan(round_id=4))  # a short round: the next opens within the interval
+
+        [again] = await h.ask(checkin("h0", "d1"))
+
+        assert isinstance(first, Task) and isinstance(again, Task)
+        assert again.round_id == 4
+        assert h.selectors[0].stats["checkin.rejected:rate_limited"] == 0
+
+
 class _StuckLog(MemoryLog):
     """A log bus whose appends to the check-in topic never complete (a hung broker link)."""
 
