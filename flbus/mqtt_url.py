@@ -8,10 +8,11 @@ bundle named by ``?ca=/path/ca.pem`` (a hospital's own PKI). A query on a plain
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from flbus.errors import BusError
+from flproc.redaction import redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,7 @@ class MqttUrl:
     host: str
     port: int
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     tls: bool
     ca_file: str | None  # a private CA bundle (the hospital's PKI); None: the system's
     safe: str  # for messages: no password
@@ -33,7 +34,7 @@ class MqttUrl:
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise BusError(
                 "MQTT URL must look like mqtt[s]://[user:pass@]host[:port][?ca=/path/ca.pem], "
-                f"got {url!r}"
+                f"got {redact(url)!r}"  # a password in a malformed URL is still a secret
             )
         tls = parts.scheme == "mqtts"
         port = parts.port or (8883 if tls else 1883)
