@@ -65,18 +65,12 @@ class DeadLetter:
     at_ms: int
 
     def __post_init__(self) -> None:
-        check_types(self)
+        check_types(self)  # also the byte limits of topic, key, detail and original
         non_empty(self, "origin_topic", "role")
         ids(self, "role", "reason")  # reason: one of REASONS from this code; newer writers may add
         ids(self, "hospital_id", optional=True)
         non_negative(self, "origin_partition", "origin_timestamp_ms", "original_size", "at_ms")
         if self.origin_offset < -1:
             raise ValidationError("origin_offset", "must be >= -1 (-1 = unknown)", "DeadLetter")
-        if len(self.origin_topic) > 249:
-            raise ValidationError("origin_topic", "longer than a Kafka topic name", "DeadLetter")
-        if len(self.origin_key) > KEY_MAX_BYTES:
-            raise ValidationError("origin_key", f"over {KEY_MAX_BYTES} bytes", "DeadLetter")
         if len(self.detail) > DETAIL_MAX_CHARS:
             raise ValidationError("detail", f"over {DETAIL_MAX_CHARS} characters", "DeadLetter")
-        if len(self.original) > ORIGINAL_MAX_BYTES:
-            raise ValidationError("original", f"over {ORIGINAL_MAX_BYTES} bytes", "DeadLetter")
