@@ -29,7 +29,8 @@ from flproc.settings import (
 from flproc.startup import start
 from flsim.experiment import make_experiment
 from flsim.population import AVAILABILITIES, Population
-from services.coordinator.config import HOSPITALS, MODELS, SEED
+from services.common.settings import HOSPITALS
+from services.coordinator.config import MODELS, SEED
 
 NAME, PROG = "devices", "flctl devices"
 

@@ -15,10 +15,11 @@ from typing import Any
 from flcore.errors import InvalidParameter
 from flcore.server_opt import SERVER_OPTIMIZERS, ServerOptimizer, make_server_optimizer
 from flproc.errors import SettingError
-from flproc.parsers import Range, ids_or_count, names, path, seconds_as_ms
+from flproc.parsers import Range, names, path, seconds_as_ms
 from flproc.settings import Setting
 from modelzoo import get_spec, model_names
 from modelzoo.errors import UnknownModelError
+from services.common.settings import HOSPITALS  # shared with the selector
 
 _WHOLE_AT_LEAST_0, _WHOLE_AT_LEAST_1 = Range(0, integer=True), Range(1, integer=True)
 _WHOLE_ABOVE_0, _ABOVE_0 = Range(0, low_open=True, integer=True), Range(0, low_open=True)
@@ -187,9 +188,6 @@ def _population(raw: str) -> dict[str, int]:
 
 MODELS = Setting("models", "--models", "FL_MODELS", "zoo models to train, comma separated",
                  _models, "digits_mlp,breast_cancer")  # fmt: skip
-HOSPITALS = Setting("hospitals", "--hospitals", "FL_HOSPITALS",
-                    "hospital ids, comma separated, or a count (3 = h0,h1,h2)",
-                    ids_or_count("h"), "h0,h1,h2")  # fmt: skip
 SEED = Setting("seed", "--seed", "FL_SEED", "seed of initial weights and splits",
                RANGES["seed"].parse, "0")  # fmt: skip
 
