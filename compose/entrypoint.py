@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from flctl.brokers.probes import _recv_exact as _recv  # the probes' framing, shared
 from flctl.brokers.probes import kafka_answers, mqtt_answers
+from flctl.brokers.probes import recv_exact as _recv  # the probes' framing, shared
 from schemas.topics import KAFKA_ROUND_PLANS
 
 WAIT_S = 300.0

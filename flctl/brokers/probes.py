@@ -12,7 +12,8 @@ import socket
 import struct
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from ``sock``; ConnectionError if it closes first."""
     buf = b""
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
@@ -30,8 +31,8 @@ def mqtt_answers(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bo
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(bytes([0x10, len(body)]) + body)
-            head = _recv_exact(sock, 2)
-            rest = _recv_exact(sock, head[1])
+            head = recv_exact(sock, 2)
+            rest = recv_exact(sock, head[1])
             sock.sendall(b"\xe0\x00")  # DISCONNECT
         return head[0] == 0x20 and len(rest) >= 2 and rest[1] == 0
     except OSError:
@@ -48,8 +49,8 @@ def kafka_answers(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> b
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(struct.pack(">i", len(req)) + req)
-            size = struct.unpack(">i", _recv_exact(sock, 4))[0]
-            resp = _recv_exact(sock, size)
+            size = struct.unpack(">i", recv_exact(sock, 4))[0]
+            resp = recv_exact(sock, size)
         got_corr, _throttle, n_brokers = struct.unpack(">iii", resp[:12])
         return bool(got_corr == corr and n_brokers > 0)
     except (OSError, struct.error):
