@@ -27,8 +27,8 @@ import hashlib
 import io
 import os
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
+from flctl.provision.credentials import with_credentials
 from flctl.provision.files import write
 from flctl.provision.identities import (
     SELECTOR,
@@ -90,13 +90,6 @@ def acl_text(devices: dict[str, tuple[str, ...]]) -> str:
     blocks = [selector_acl()] + [device_acl(h, d) for h, ids in devices.items() for d in ids]
     head = "# written by flctl provision; one block per user, nothing for anonymous clients\n"
     return head + "\n".join("\n".join(block) + "\n" for block in blocks)
-
-
-def with_credentials(url: str, username: str, password: str) -> str:
-    """``url`` with ``username:password@`` in it (ids and our secrets need no quoting)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{username}:{password}@{host}"))
 
 
 def devices_csv(rows: list[tuple[str, str, str]]) -> str:
