@@ -182,3 +182,24 @@ def test_secure_broker_directory_must_hold_the_acl(tmp_path: Path) -> None:
     brokers = LocalBrokers(free_port(), data_dir=tmp_path / "b", secure=tmp_path / "secrets")
     with pytest.raises(BrokerError, match="run `flctl provision`"):
         brokers.up(timeout=5, kafka=False)
+
+
+async def test_tls_listener_serves_the_provisioned_certificate(tmp_path: Path) -> None:
+    try:
+        with secure_mosquitto(tmp_path, tls=True) as tls:
+            selector = await _bus(tls.selector_url())  # mqtts, verified with tls/ca.pem
+            device = await _bus(tls.device_url(A))
+            try:
+                sub = await selector.subscribe([topics.checkin_topic("h0", A)])
+                await device.publish(topics.checkin_topic("h0", A), b"over tls")
+                assert await _until(sub, b"over tls") == [b"over tls"]
+            finally:
+                await device.stop()
+                await selector.stop()
+            for url in (tls.url, tls.device_url(A).split("?")[0]):  # anonymous; no private CA
+                refused = MqttBus(url, connect_timeout=2)
+                with pytest.raises(BrokerUnavailableError):
+                    await refused.start()
+                await refused.stop()
+    except BrokerError as exc:
+        _unavailable(f"a secured Mosquitto could not be started: {exc}")

@@ -41,20 +41,28 @@ class SecureMqtt:
 
 @contextlib.contextmanager
 def secure_mosquitto(
-    root: Path, hospitals: tuple[str, ...] = ("h0", "h1"), devices_per_hospital: int = 2
+    root: Path,
+    hospitals: tuple[str, ...] = ("h0", "h1"),
+    devices_per_hospital: int = 2,
+    *,
+    tls: bool = False,
 ) -> Iterator[SecureMqtt]:
     """Provision ``root/secrets`` and run a secured Mosquitto until the block ends.
 
-    Raises BrokerError when mosquitto is missing or does not start (the caller
-    turns that into a skip, or a failure under CI).
+    With ``tls`` the identities point at the broker's TLS listener
+    (``mqtts://...?ca=<secrets>/tls/ca.pem``). Raises BrokerError when
+    mosquitto is missing or does not start (the caller turns that into a skip,
+    or a failure under CI).
     """
-    port = free_port()
-    url = f"mqtt://127.0.0.1:{port}"
-    out = provision(root / "secrets", hospitals, devices_per_hospital, mqtt_url=url).out
-    brokers = LocalBrokers(port, data_dir=root / "brokers", secure=out)
+    port, tls_port = free_port(), free_port()
+    url = f"mqtts://127.0.0.1:{tls_port}" if tls else f"mqtt://127.0.0.1:{port}"
+    done = provision(root / "secrets", hospitals, devices_per_hospital, mqtt_url=url, tls=tls)
+    out = done.out
+    brokers = LocalBrokers(port, data_dir=root / "brokers", secure=out, mqtts_port=tls_port)
     brokers.up(timeout=30, kafka=False)
     try:
         handouts = sorted((out / "devices").glob("*.csv"))
+        url = f"{url}?ca={out / 'tls' / 'ca.pem'}" if tls else url
         yield SecureMqtt(url, out, read_credentials(handouts))
     finally:
         brokers.down(kafka=False)
