@@ -18,6 +18,7 @@ for the summary. A plane adds its module here (``kafka.py``, ``signing.py``).
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,8 +116,6 @@ def provision(
         env = merge_env(d.instances, (r.env for r in results))
         env_files = write_env_files(out, env)
     except BaseException:
-        import shutil
-
         shutil.rmtree(out, ignore_errors=True)
         raise
     return Provisioned(out, tuple(env_files), tuple(n for r in results for n in r.notes))
