@@ -34,6 +34,14 @@ KAFKA_CACHE = Setting(
 TIMEOUT = Setting("timeout", "--timeout", "FL_BROKERS_TIMEOUT",
                   "seconds to wait for the brokers to answer",
                   number(Range(0, low_open=True)), "120")  # fmt: skip
+# --secure: authentication and ACLs from a `flctl provision` directory.
+SECURE = Setting("secure", "--secure", "FL_BROKERS_SECURE",
+                 "a `flctl provision` directory: brokers refuse anonymous clients and apply its "
+                 "password file and ACLs (and TLS if it holds tls/)", path)  # fmt: skip
+MQTTS_PORT = Setting("mqtts_port", "--mqtts-port", "FL_MQTTS_PORT",
+                     "Mosquitto TLS port (with --secure and its tls/)", _PORT, "8883")  # fmt: skip
+
+SECURITY = (SECURE, MQTTS_PORT)
 
 
 def _data_dir() -> Setting:
@@ -55,7 +63,16 @@ def register(subparsers: Subparsers) -> None:
     )
     actions = brokers.add_subparsers(dest="brokers_action", required=True, metavar="ACTION")
     uses = {
-        "up": (MQTT_PORT, KAFKA_PORT, CONTROLLER_PORT, data_dir, LOG_DIR, KAFKA_CACHE, TIMEOUT),
+        "up": (
+            MQTT_PORT,
+            KAFKA_PORT,
+            CONTROLLER_PORT,
+            data_dir,
+            LOG_DIR,
+            KAFKA_CACHE,
+            TIMEOUT,
+            *SECURITY,
+        ),
         "down": (data_dir,),
         "status": (data_dir, MQTT_PORT, KAFKA_PORT),
         "fetch": (KAFKA_CACHE,),

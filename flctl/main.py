@@ -22,6 +22,7 @@ from flproc.settings import Setting, Subparsers
 #: replay, status) appends its registrar here.
 COMMANDS: list[str] = [
     "flctl.brokers_cli:register",
+    "flctl.provision_cli:register",
     "flctl.demo_cli:register",
     "flctl.images:register",
     "flctl.replay:register",

@@ -37,13 +37,17 @@ class LocalBrokers:
         kafka_cache: Path | str | None = None,
         search_path: str | None = None,
         progress: Progress = lambda _: None,
+        secure: Path | str | None = None,
+        mqtts_port: int = 8883,
     ) -> None:
         """Describe the brokers; nothing starts until :meth:`up`.
 
         ``kafka_controller_port`` defaults to ``kafka_port + 1``; ``kafka_cache``
         to :func:`default_kafka_cache`; ``search_path`` (a PATH string) is where
         mosquitto, java and mvn are looked up; ``progress`` receives one line
-        per step.
+        per step. ``secure`` is a directory ``flctl provision`` wrote: Mosquitto
+        then refuses anonymous clients and, if it holds ``tls/``, also listens
+        for TLS on ``mqtts_port``.
         """
         self.data_dir = Path(data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
         logs = Path(log_dir).expanduser().resolve() if log_dir else self.data_dir / "logs"
@@ -51,6 +55,9 @@ class LocalBrokers:
         self.mosquitto = Mosquitto(
             self.data_dir / "mosquitto", logs, mqtt_port, progress, search_path
         )
+        if secure is not None:
+            self.mosquitto.secure = Path(secure).expanduser().resolve()
+            self.mosquitto.tls_port = mqtts_port
         self.kafka = Kafka(
             self.data_dir / "kafka",
             logs,

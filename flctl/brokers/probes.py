@@ -23,8 +23,14 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def mqtt_answers(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bool:
-    """True when an MQTT v5 CONNECT on ``host:port`` gets a successful CONNACK."""
+def mqtt_answers(
+    port: int, host: str = "127.0.0.1", timeout: float = 2.0, *, refused_ok: bool = False
+) -> bool:
+    """True when an MQTT v5 CONNECT on ``host:port`` gets a successful CONNACK.
+
+    With ``refused_ok`` a CONNACK refusing the anonymous probe (a broker with
+    authentication on) counts too: the broker is up and speaking MQTT.
+    """
     client_id = b"flctl-probe-" + secrets.token_hex(4).encode()
     var = b"\x00\x04MQTT\x05\x02\x00\x0a\x00"  # v5, clean start, keepalive 10, no properties
     body = var + struct.pack(">H", len(client_id)) + client_id
@@ -34,7 +40,8 @@ def mqtt_answers(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bo
             head = recv_exact(sock, 2)
             rest = recv_exact(sock, head[1])
             sock.sendall(b"\xe0\x00")  # DISCONNECT
-        return head[0] == 0x20 and len(rest) >= 2 and rest[1] == 0
+        refused = refused_ok and len(rest) >= 2 and rest[1] in (0x86, 0x87)
+        return head[0] == 0x20 and len(rest) >= 2 and (rest[1] == 0 or refused)
     except OSError:
         return False
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flbus.errors import BusError
+from flctl.provision.credentials import DeviceCredential, read_credentials, with_credentials
 from flproc.errors import SettingError
 from flproc.health import run_service
-from flproc.parsers import Range, integer, number, path
+from flproc.parsers import Range, integer, names, number, path
 from flproc.settings import (
     EXIT_BAD_SETTING,
     LOG_FORMAT,
@@ -28,6 +30,7 @@ from flproc.settings import (
 )
 from flproc.startup import start
 from flsim.experiment import make_experiment
+from flsim.partition import Partition
 from flsim.population import AVAILABILITIES, Population
 from services.common.settings import HOSPITALS
 from services.coordinator.config import MODELS, SEED
@@ -76,6 +79,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("storage_dir", "--storage-dir", "FL_DEVICE_STORAGE",
             "per-device stores, ledgers and artifacts (beside the other local state)",
             path, ".fl/devices"),
+    Setting("credentials", "--credentials", "FL_DEVICE_CREDENTIALS",
+            "device hand-outs of `flctl provision` (devices/<hospital>.csv, comma separated): "
+            "run only the devices listed, each connecting with its own username and password",
+            lambda raw: [path(p) for p in names(raw)]),
 )  # fmt: skip
 """Every setting of a simulated device population, in ``--help`` order."""
 
@@ -105,7 +112,36 @@ def population_settings(args: argparse.Namespace) -> dict[str, Any]:
             "hospitals",
             f"the split names them h0..h{len(hospitals) - 1}, got {','.join(hospitals)}",
         )
+    try:  # an empty list (FL_DEVICE_CREDENTIALS=",") means none, not "run no device"
+        listed = values["credentials"]
+        values["credentials"] = read_credentials(listed) if listed else None
+    except ValueError as exc:
+        raise SettingError("credentials", str(exc)) from None
     return values
+
+
+def credentialed(
+    partitions: dict[str, Partition], creds: dict[str, DeviceCredential] | None
+) -> dict[str, Partition]:
+    """The split cut down to the devices with credentials (all of it without any).
+
+    Raises SettingError when a hand-out names a device the split does not have:
+    its hospitals or devices per hospital differ from what was provisioned.
+    """
+    if creds is None:
+        return partitions
+    known = {shard.device for p in partitions.values() for shard in p.devices}
+    strangers = sorted(set(creds) - known)
+    if strangers:
+        raise SettingError(
+            "credentials",
+            f"devices {', '.join(strangers[:5])} are not in the split; "
+            "check --hospitals and --devices-per-hospital",
+        )
+    return {
+        model: dataclasses.replace(p, devices=tuple(s for s in p.devices if s.device in creds))
+        for model, p in partitions.items()
+    }
 
 
 def run_devices(args: argparse.Namespace) -> int:
@@ -113,26 +149,36 @@ def run_devices(args: argparse.Namespace) -> int:
     from flbus.mqtt import MqttBus
     from modelzoo.ort_compat import quiet_native_warnings
 
-    settings = start(NAME, args, SETTINGS, lambda: population_settings(args), logging=LOGGING,
-                     prog=PROG)  # fmt: skip
-    if settings is None:
+    def build() -> tuple[dict[str, Any], dict[str, Partition]]:
+        values = population_settings(args)
+        # The split every role derives from the same settings (flctl coordinator too).
+        split = make_experiment(
+            values["models"],
+            hospitals=len(values["hospitals"]),
+            devices_per_hospital=values["devices_per_hospital"],
+            alpha=values["alpha"],
+            seed=values["seed"],
+        ).partitions
+        return values, credentialed(split, values["credentials"])
+
+    built = start(NAME, args, SETTINGS, build, logging=LOGGING, prog=PROG)
+    if built is None:
         return EXIT_BAD_SETTING
+    settings, partitions = built
     quiet_native_warnings()
-    # The split every role derives from the same settings (flctl coordinator too).
-    partitions = make_experiment(
-        settings["models"],
-        hospitals=len(settings["hospitals"]),
-        devices_per_hospital=settings["devices_per_hospital"],
-        alpha=settings["alpha"],
-        seed=settings["seed"],
-    ).partitions
+    creds: dict[str, DeviceCredential] | None = settings["credentials"]
     url = settings["mqtt_url"]
+
+    def device_url(device_id: str) -> str:
+        if creds is None:
+            return str(url)
+        return with_credentials(url, creds[device_id].username, creds[device_id].password)
 
     async def serve(stop: asyncio.Event) -> None:
         with ThreadPoolExecutor(settings["workers"], thread_name_prefix="train") as pool:
             population = Population.from_partition(
                 partitions,
-                lambda device_id: MqttBus(url, client_id=device_id),
+                lambda device_id: MqttBus(device_url(device_id), client_id=device_id),
                 settings["storage_dir"],
                 dropout=settings["dropout"],
                 availability=settings["availability"],
