@@ -22,7 +22,7 @@ def register(subparsers: Subparsers) -> None:
         NAME,
         help="run one hospital's aggregator (Kafka only, outbound)",
         description="Fold a hospital's device updates from fl.v1.updates.<H> into one "
-        "partial aggregate per round on fl.v1.partials; runs until SIGINT/SIGTERM. "
+        "partial aggregate per round on fl.v1.partials.<hospital>; runs until SIGINT/SIGTERM. "
         "Exit codes: 0 stopped, 1 a bus failed, 2 a bad setting.",
     )
     add_settings(p, (*SETTINGS, *LOGGING))
