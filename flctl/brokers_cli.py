@@ -31,6 +31,11 @@ KAFKA_CACHE = Setting(
     "kafka_cache", "--kafka-cache", "FL_KAFKA_CACHE",
     "where the Kafka jars are fetched once (default: ~/.cache/nightshift/kafka-<version>)", path,
 )  # fmt: skip
+SECURE = Setting(
+    "secure", "--secure", "FL_SECURE_DIR",
+    "start with authentication from this flctl provision directory: Kafka wants SASL/SCRAM "
+    "users from DIR/kafka/ and enforces the ACLs of docs/security.md", path,
+)  # fmt: skip
 TIMEOUT = Setting("timeout", "--timeout", "FL_BROKERS_TIMEOUT",
                   "seconds to wait for the brokers to answer",
                   number(Range(0, low_open=True)), "120")  # fmt: skip
@@ -55,7 +60,16 @@ def register(subparsers: Subparsers) -> None:
     )
     actions = brokers.add_subparsers(dest="brokers_action", required=True, metavar="ACTION")
     uses = {
-        "up": (MQTT_PORT, KAFKA_PORT, CONTROLLER_PORT, data_dir, LOG_DIR, KAFKA_CACHE, TIMEOUT),
+        "up": (
+            MQTT_PORT,
+            KAFKA_PORT,
+            CONTROLLER_PORT,
+            data_dir,
+            LOG_DIR,
+            KAFKA_CACHE,
+            SECURE,
+            TIMEOUT,
+        ),
         "down": (data_dir,),
         "status": (data_dir, MQTT_PORT, KAFKA_PORT),
         "fetch": (KAFKA_CACHE,),

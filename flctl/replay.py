@@ -32,7 +32,7 @@ from schemas import (
 )
 from schemas.chunking import ChunkedReceiver
 from schemas.errors import SchemaError
-from services.common.settings import HOSPITALS
+from services.common.settings import HOSPITALS, KAFKA_AUTH, kafka_credentials
 
 TOPICS = (
     topics.KAFKA_ROUND_PLANS,
@@ -41,7 +41,7 @@ TOPICS = (
     topics.KAFKA_EVALUATIONS,
 )
 """Read besides each hospital's ``fl.v1.partials.{hospital}``."""
-_SETTINGS = (KAFKA_BOOTSTRAP, HOSPITALS)
+_SETTINGS = (KAFKA_BOOTSTRAP, HOSPITALS, *KAFKA_AUTH)
 
 
 @dataclass(frozen=True)
@@ -219,6 +219,7 @@ def main(args: argparse.Namespace) -> int:
     configure_logging("console", "warning")
     try:
         values = resolve(args, _SETTINGS)
+        credentials = kafka_credentials(values)
     except SettingError as e:
         print(f"flctl replay: {explain(e, _SETTINGS)}", file=sys.stderr)
         return 2
@@ -233,7 +234,9 @@ def main(args: argparse.Namespace) -> int:
             return 2
 
     async def run() -> tuple[list[Fact], int]:
-        async with KafkaBus(values["kafka_bootstrap"], client_id="flctl-replay") as bus:
+        async with KafkaBus(
+            values["kafka_bootstrap"], client_id="flctl-replay", credentials=credentials
+        ) as bus:
             return await replay(bus, args.model, args.round, since_ms, values["hospitals"])
 
     try:

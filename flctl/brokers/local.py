@@ -37,13 +37,15 @@ class LocalBrokers:
         kafka_cache: Path | str | None = None,
         search_path: str | None = None,
         progress: Progress = lambda _: None,
+        secure: Path | str | None = None,
     ) -> None:
         """Describe the brokers; nothing starts until :meth:`up`.
 
         ``kafka_controller_port`` defaults to ``kafka_port + 1``; ``kafka_cache``
         to :func:`default_kafka_cache`; ``search_path`` (a PATH string) is where
         mosquitto, java and mvn are looked up; ``progress`` receives one line
-        per step.
+        per step; ``secure`` is a provisioned directory whose ``kafka/`` holds the
+        users Kafka then requires (SASL/SCRAM, ACLs; see ``flctl.brokers.kafka_secure``).
         """
         self.data_dir = Path(data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
         logs = Path(log_dir).expanduser().resolve() if log_dir else self.data_dir / "logs"
@@ -59,6 +61,7 @@ class LocalBrokers:
             search_path,
             controller_port=kafka_controller_port or kafka_port + 1,
             cache=cache,
+            secure=Path(secure).expanduser().resolve() / "kafka" if secure else None,
         )
 
     def _chosen(self, mqtt: bool, kafka: bool) -> Iterator[Broker]:
