@@ -81,7 +81,7 @@ class SecureKafka:
 
     def create_acls(self, bootstrap: str, deadline: float) -> int:
         """Create the ACL table for the provisioned hospitals, retrying until ``deadline``."""
-        from flbus.errors import BusError
+        from flbus.errors import BrokerUnavailableError, BusError
         from flbus.kafka_acl import create_acls
         from flbus.kafka_auth import KafkaCredentials
         from flctl.kafka_acls import acls
@@ -91,7 +91,7 @@ class SecureKafka:
         while True:
             try:
                 return asyncio.run(create_acls(bootstrap, admin, wanted))
-            except BusError as exc:  # the broker may still be catching up with its metadata
-                if time.monotonic() > deadline:
+            except BusError as exc:  # unavailable: it may still be catching up with its metadata
+                if not isinstance(exc, BrokerUnavailableError) or time.monotonic() > deadline:
                     raise BrokerStartFailed(f"kafka: ACLs could not be created: {exc}") from None
                 time.sleep(1.0)

@@ -54,7 +54,7 @@ def test_role_help_lists_every_variable_and_flag(command: str) -> None:
     ("action", "flags"),
     [
         ("up", {"--mqtt-port", "--kafka-port", "--kafka-controller-port", "--data-dir",
-                "--log-dir", "--kafka-cache", "--timeout", "--only"}),
+                "--log-dir", "--kafka-cache", "--secure", "--timeout", "--only"}),
         ("down", {"--data-dir", "--only"}),
         ("status", {"--data-dir", "--mqtt-port", "--kafka-port"}),
         ("fetch", {"--kafka-cache"}),
