@@ -7,7 +7,8 @@ hierarchy at one place, so callers never catch a library type::
     ├── BusClosedError          the bus or subscription was stopped / closed
     ├── BrokerUnavailableError  the broker cannot be reached (after retries)
     ├── PublishError            the broker did not acknowledge a publish
-    └── TopicError              a topic name or filter the bus cannot use
+    ├── TopicError              a topic name or filter the bus cannot use
+    └── AccessDeniedError       the broker refused our credentials, or its ACLs the operation
 """
 
 
@@ -29,3 +30,7 @@ class PublishError(BusError):
 
 class TopicError(BusError):
     """A topic name or filter is not usable on this bus."""
+
+
+class AccessDeniedError(BusError):
+    """The broker refused the credentials, or its ACLs refused this principal the operation."""

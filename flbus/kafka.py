@@ -23,7 +23,9 @@ also return a single bigger batch, so it is not a hard limit). Too large a
 record raises PublishError.
 
 The subscription side is ``flbus.kafka_consumer``; aiokafka's errors become
-ours in one place, ``flbus.kafka_errors``.
+ours in one place, ``flbus.kafka_errors``. With ``credentials`` every client
+authenticates with SASL/SCRAM (``flbus.kafka_auth``); a refused login or an
+ACL denial is an AccessDeniedError.
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from flbus.errors import (
+    AccessDeniedError,
     BrokerUnavailableError,
     BusClosedError,
     TopicError,
 )
+from flbus.kafka_auth import KafkaCredentials, client_security, refusal
 from flbus.kafka_consumer import KafkaSubscription, all_partitions
-from flbus.kafka_errors import kafka_error, mapped, quietly
+from flbus.kafka_errors import denied, kafka_error, mapped, quietly
 from flbus.port import (
     Headers,
     LogBus,
@@ -74,6 +78,7 @@ class KafkaBus(LogBus):
         replication_factor: int = 1,
         heartbeat_ms: int = 1000,
         session_timeout_ms: int = 10_000,
+        credentials: KafkaCredentials | None = None,
     ) -> None:
         """Configure the bus; nothing connects before ``start()``.
 
@@ -96,6 +101,8 @@ class KafkaBus(LogBus):
             Replicas of topics this bus creates (1 on a single-node broker).
         heartbeat_ms, session_timeout_ms:
             Group membership timing: how fast a rebalance notices a member.
+        credentials:
+            SASL/SCRAM user and password (None: PLAINTEXT, no authentication).
         """
         self._bootstrap = bootstrap
         self._client_id = client_id
@@ -106,6 +113,8 @@ class KafkaBus(LogBus):
         self._replication = replication_factor
         self._heartbeat_ms = heartbeat_ms
         self._session_timeout_ms = session_timeout_ms
+        self._credentials = credentials
+        self._security = client_security(credentials)
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._known_topics: set[str] = set()
@@ -131,9 +140,12 @@ class KafkaBus(LogBus):
             # requests, and an idempotent producer has one in flight per partition.
             max_batch_size=self._max_message_bytes,
             compression_type=self._compression,
+            **self._security,
         )
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-admin"
+            bootstrap_servers=self._bootstrap,
+            client_id=f"{self._client_id}-admin",
+            **self._security,
         )
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -142,6 +154,9 @@ class KafkaBus(LogBus):
         except (kerr.KafkaError, OSError, TimeoutError) as exc:
             await quietly(producer.stop())
             await quietly(admin.close())
+            why = str(exc) if denied(exc) else await refusal(self._bootstrap, self._credentials)
+            if why:
+                raise AccessDeniedError(f"Kafka at {self._bootstrap}: {why}") from None
             raise BrokerUnavailableError(
                 f"no Kafka broker answered at {self._bootstrap} within "
                 f"{self._connect_timeout:g}s: {exc.__class__.__name__}: {exc}"
@@ -270,6 +285,7 @@ class KafkaBus(LogBus):
             heartbeat_interval_ms=self._heartbeat_ms,
             session_timeout_ms=self._session_timeout_ms,
             metadata_max_age_ms=10_000,  # notice new partitions within seconds, not minutes
+            **self._security,
         )
         sub = KafkaSubscription(consumer, group, self._subs.discard)
         try:

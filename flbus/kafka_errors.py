@@ -10,6 +10,7 @@ import structlog
 from aiokafka import errors as kerr
 
 from flbus.errors import (
+    AccessDeniedError,
     BrokerUnavailableError,
     BusClosedError,
     BusError,
@@ -19,12 +20,38 @@ from flbus.errors import (
 
 log = structlog.get_logger("flbus.kafka")
 
+# Authentication failed, or an ACL denied the operation: never retried, never a TopicError.
+_DENIED = (
+    kerr.SaslAuthenticationFailed,
+    kerr.AuthenticationFailedError,
+    kerr.UnsupportedSaslMechanismError,
+    kerr.IllegalSaslStateError,
+    kerr.TopicAuthorizationFailedError,
+    kerr.GroupAuthorizationFailedError,
+    kerr.ClusterAuthorizationFailedError,
+    kerr.TransactionalIdAuthorizationFailed,
+)
+
+
+def denied(exc: BaseException) -> bool:
+    """True when ``exc`` (or the error it wraps) is an authentication or ACL refusal."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # aiokafka wraps a SASL failure in a connection error
+        if seen is None:
+            return False
+        if isinstance(seen, _DENIED):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
 
 def kafka_error(what: str, exc: BaseException) -> BusError:
     """Translate an aiokafka (or asyncio) exception into a BusError."""
     text = f"{what}: {exc.__class__.__name__}: {exc}"
     if isinstance(exc, BusError):
         return exc
+    if denied(exc):
+        return AccessDeniedError(f"{what}: access denied ({exc.__class__.__name__}: {exc})")
     if isinstance(exc, kerr.ConsumerStoppedError):
         return BusClosedError(text)
     if isinstance(
@@ -39,7 +66,6 @@ def kafka_error(what: str, exc: BaseException) -> BusError:
     if isinstance(
         exc,
         kerr.InvalidTopicError
-        | kerr.TopicAuthorizationFailedError
         | kerr.UnknownTopicOrPartitionError
         | kerr.InvalidPartitionsError
         | kerr.InvalidReplicationFactorError

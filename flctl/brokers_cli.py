@@ -36,8 +36,10 @@ TIMEOUT = Setting("timeout", "--timeout", "FL_BROKERS_TIMEOUT",
                   number(Range(0, low_open=True)), "120")  # fmt: skip
 # --secure: authentication and ACLs from a `flctl provision` directory.
 SECURE = Setting("secure", "--secure", "FL_BROKERS_SECURE",
-                 "a `flctl provision` directory: brokers refuse anonymous clients and apply its "
-                 "password file and ACLs (and TLS if it holds tls/)", path)  # fmt: skip
+                 "a `flctl provision` directory: both brokers refuse anonymous clients; Mosquitto "
+                 "applies its password file and ACL (and TLS if it holds tls/), Kafka its "
+                 "SASL/SCRAM users (kafka/) and the per-role ACLs of docs/security.md",
+                 path)  # fmt: skip
 MQTTS_PORT = Setting("mqtts_port", "--mqtts-port", "FL_MQTTS_PORT",
                      "Mosquitto TLS port (with --secure and its tls/)", _PORT, "8883")  # fmt: skip
 

@@ -24,6 +24,7 @@ from flproc.settings import KAFKA_BOOTSTRAP, Subparsers, add_settings, explain, 
 from schemas import DeadLetter, decode
 from schemas.errors import SchemaError
 from schemas.topics import KAFKA_DEAD_LETTERS
+from services.common.settings import KAFKA_AUTH, kafka_credentials
 
 if TYPE_CHECKING:
     from flbus.kafka import KafkaBus
@@ -123,7 +124,7 @@ def register(subparsers: Subparsers) -> None:
         "origin topic:partition@offset, role(/hospital), reason, original size, detail.",
         epilog="Example: flctl dlq list --topic fl.v1.round-plans --limit 20",
     )
-    add_settings(ls, (KAFKA_BOOTSTRAP,))
+    add_settings(ls, _SETTINGS)
     ls.add_argument("--topic", help="only dead letters of records from this origin topic")
     ls.add_argument(
         "--limit", type=int, default=100, help="print at most the N newest (default 100)"
@@ -137,35 +138,41 @@ def register(subparsers: Subparsers) -> None:
         "offsets (Kafka DeleteRecords through the admin client); dead letters written "
         "meanwhile are kept. The records the letters point to are not touched.",
     )
-    add_settings(pg, (KAFKA_BOOTSTRAP,))
+    add_settings(pg, _SETTINGS)
     pg.set_defaults(handler=main_purge)
 
 
-def _bootstrap(args: argparse.Namespace, action: str) -> str | None:
+_SETTINGS = (KAFKA_BOOTSTRAP, *KAFKA_AUTH)
+
+
+def _bus(args: argparse.Namespace, action: str) -> KafkaBus | None:
+    """The Kafka bus the settings name (not started), None after reporting a bad setting."""
+    from flbus.kafka import KafkaBus
+
     try:
-        value: str = resolve(args, (KAFKA_BOOTSTRAP,))["kafka_bootstrap"]
+        values = resolve(args, _SETTINGS)
+        credentials = kafka_credentials(values)
     except SettingError as e:
-        print(f"flctl dlq {action}: {explain(e, (KAFKA_BOOTSTRAP,))}", file=sys.stderr)
+        print(f"flctl dlq {action}: {explain(e, _SETTINGS)}", file=sys.stderr)
         return None
-    return value
+    return KafkaBus(values["kafka_bootstrap"], client_id="flctl-dlq", credentials=credentials)
 
 
 def main_list(args: argparse.Namespace) -> int:
     """Print dead letters; exit 1 when Kafka cannot be reached, 2 on a bad setting."""
     from flbus.errors import BusError
-    from flbus.kafka import KafkaBus
     from flproc.logs import configure_logging
 
     configure_logging("console", "warning")
-    bootstrap = _bootstrap(args, "list")
-    if bootstrap is None:
+    found_bus = _bus(args, "list")
+    if found_bus is None:
         return 2
     if args.limit < 1:
         print("flctl dlq list: --limit must be at least 1", file=sys.stderr)
         return 2
 
     async def run() -> Found:
-        async with KafkaBus(bootstrap, client_id="flctl-dlq") as bus:
+        async with found_bus as bus:
             return await read_dead_letters(bus, args.topic)
 
     try:
@@ -185,16 +192,15 @@ def main_list(args: argparse.Namespace) -> int:
 def main_purge(args: argparse.Namespace) -> int:
     """Delete the dead letters; exit 1 when Kafka cannot be reached, 2 on a bad setting."""
     from flbus.errors import BusError
-    from flbus.kafka import KafkaBus
     from flproc.logs import configure_logging
 
     configure_logging("console", "warning")
-    bootstrap = _bootstrap(args, "purge")
-    if bootstrap is None:
+    found_bus = _bus(args, "purge")
+    if found_bus is None:
         return 2
 
     async def run() -> int:
-        async with KafkaBus(bootstrap, client_id="flctl-dlq") as bus:
+        async with found_bus as bus:
             return await purge(bus)
 
     try:

@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,14 +32,16 @@ from schemas import (
 )
 from schemas.chunking import ChunkedReceiver
 from schemas.errors import SchemaError
+from services.common.settings import HOSPITALS, KAFKA_AUTH, kafka_credentials
 
 TOPICS = (
     topics.KAFKA_ROUND_PLANS,
     topics.KAFKA_AUDIT,
-    topics.KAFKA_PARTIALS,
     topics.KAFKA_MODEL_VERSIONS,
     topics.KAFKA_EVALUATIONS,
 )
+"""Read besides each hospital's ``fl.v1.partials.{hospital}``."""
+_SETTINGS = (KAFKA_BOOTSTRAP, HOSPITALS, *KAFKA_AUTH)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,9 @@ class Replayer:
     def fact(self, record: Record) -> Fact | None:
         """The fact in ``record``, if it is whole, decodable and matches the filters."""
         try:
-            if record.topic in (topics.KAFKA_PARTIALS, topics.KAFKA_MODEL_VERSIONS):
+            if record.topic.startswith(topics.KAFKA_PARTIALS_PREFIX) or (
+                record.topic == topics.KAFKA_MODEL_VERSIONS
+            ):
                 msg = self.receiver.add(record.value, record.timestamp_ms)
             else:
                 msg = decode(record.value)
@@ -151,10 +155,15 @@ class Replayer:
 
 
 async def replay(
-    bus: LogBus, model: str | None, round_id: int | None, since_ms: int | None = None
+    bus: LogBus,
+    model: str | None,
+    round_id: int | None,
+    since_ms: int | None = None,
+    hospitals: Sequence[str] = ("h0", "h1", "h2"),
 ) -> tuple[list[Fact], int]:
     """Matching facts on the service plane, in log-time order, and the undecodable count."""
-    sub = await bus.subscribe(list(TOPICS), start="earliest")
+    names = [*TOPICS, *map(topics.partials_topic, hospitals)]
+    sub = await bus.subscribe(names, start="earliest")
     try:
         if since_ms is not None:
             await sub.seek_to_time(since_ms)
@@ -187,7 +196,7 @@ def register(subparsers: Subparsers) -> None:
         "report, filtered by model and round.",
         epilog="Example: flctl replay --model digits_mlp --round 3",
     )
-    add_settings(p, (KAFKA_BOOTSTRAP,))
+    add_settings(p, _SETTINGS)
     p.add_argument("--model", help="only this model")
     p.add_argument("--round", type=int, help="only this round (and its model's versions)")
     p.add_argument("--since", help="start at this UTC time, e.g. 2026-11-28T05:00:00")
@@ -209,9 +218,10 @@ def main(args: argparse.Namespace) -> int:
 
     configure_logging("console", "warning")
     try:
-        kafka_bootstrap = resolve(args, (KAFKA_BOOTSTRAP,))["kafka_bootstrap"]
+        values = resolve(args, _SETTINGS)
+        credentials = kafka_credentials(values)
     except SettingError as e:
-        print(f"flctl replay: {explain(e, (KAFKA_BOOTSTRAP,))}", file=sys.stderr)
+        print(f"flctl replay: {explain(e, _SETTINGS)}", file=sys.stderr)
         return 2
     since_ms = None
     if args.since:
@@ -224,8 +234,10 @@ def main(args: argparse.Namespace) -> int:
             return 2
 
     async def run() -> tuple[list[Fact], int]:
-        async with KafkaBus(kafka_bootstrap, client_id="flctl-replay") as bus:
-            return await replay(bus, args.model, args.round, since_ms)
+        async with KafkaBus(
+            values["kafka_bootstrap"], client_id="flctl-replay", credentials=credentials
+        ) as bus:
+            return await replay(bus, args.model, args.round, since_ms, values["hospitals"])
 
     try:
         facts, undecodable = asyncio.run(run())

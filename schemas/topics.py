@@ -29,7 +29,9 @@ DEVICE_LEAVES = (CHECKIN, TASK, UPLOAD, EVAL)
 KAFKA_ROUND_PLANS = f"fl.{VERSION}.round-plans"  # RoundPlan, key=model, compacted
 KAFKA_CHECKINS = f"fl.{VERSION}.checkins"  # CheckIn, key=model
 KAFKA_UPDATES_PREFIX = f"fl.{VERSION}.updates."  # + hospital: Chunk, key=device_id
-KAFKA_PARTIALS = f"fl.{VERSION}.partials"  # Chunk of PartialAggregate, key=model
+KAFKA_PARTIALS_PREFIX = (
+    f"fl.{VERSION}.partials."  # + hospital: Chunk of PartialAggregate, key=model
+)
 KAFKA_MODEL_VERSIONS = f"fl.{VERSION}.model-versions"  # Chunk of ModelVersion, key=model
 KAFKA_EVALUATIONS = f"fl.{VERSION}.evaluations"  # EvaluationReport, key=model
 KAFKA_ARTIFACTS = f"fl.{VERSION}.artifacts"  # Chunk of ArtifactBundle, key=model
@@ -135,3 +137,16 @@ def parse_updates_topic(topic: str) -> str:
     if not topic.startswith(KAFKA_UPDATES_PREFIX):
         raise ValidationError("topic", f"not an updates topic: {topic!r}")
     return check_id(topic[len(KAFKA_UPDATES_PREFIX) :], "hospital")
+
+
+def partials_topic(hospital: str) -> str:
+    """Kafka topic carrying one hospital's partial aggregates (one topic per hospital, so a
+    broker ACL can let each aggregator write its own and nobody else's)."""
+    return KAFKA_PARTIALS_PREFIX + check_id(hospital, "hospital")
+
+
+def parse_partials_topic(topic: str) -> str:
+    """Hospital id of a ``fl.v1.partials.{hospital}`` topic."""
+    if not topic.startswith(KAFKA_PARTIALS_PREFIX):
+        raise ValidationError("topic", f"not a partials topic: {topic!r}")
+    return check_id(topic[len(KAFKA_PARTIALS_PREFIX) :], "hospital")

@@ -47,7 +47,8 @@ class LocalBrokers:
         mosquitto, java and mvn are looked up; ``progress`` receives one line
         per step. ``secure`` is a directory ``flctl provision`` wrote: Mosquitto
         then refuses anonymous clients and, if it holds ``tls/``, also listens
-        for TLS on ``mqtts_port``.
+        for TLS on ``mqtts_port``; Kafka requires the SASL/SCRAM users of its
+        ``kafka/`` and applies the ACLs (``flctl.brokers.kafka_secure``).
         """
         self.data_dir = Path(data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
         logs = Path(log_dir).expanduser().resolve() if log_dir else self.data_dir / "logs"
@@ -66,6 +67,7 @@ class LocalBrokers:
             search_path,
             controller_port=kafka_controller_port or kafka_port + 1,
             cache=cache,
+            secure=Path(secure).expanduser().resolve() / "kafka" if secure else None,
         )
 
     def _chosen(self, mqtt: bool, kafka: bool) -> Iterator[Broker]:

@@ -62,3 +62,25 @@ def kafka_answers(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> b
         return bool(got_corr == corr and n_brokers > 0)
     except (OSError, struct.error):
         return False
+
+
+def kafka_sasl_answers(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bool:
+    """True when a SASL listener on ``host:port`` accepts a SCRAM-SHA-512 handshake.
+
+    A SASL listener answers nothing else before a client authenticates, so this
+    is the probe of a broker started with ``--secure`` (it does not log in).
+    """
+    corr = secrets.randbelow(2**31)
+    client, mechanism = b"flctl-probe", b"SCRAM-SHA-512"
+    # header v1: api_key 17 (SaslHandshake), version 1; body: mechanism
+    req = struct.pack(">hhih", 17, 1, corr, len(client)) + client
+    req += struct.pack(">h", len(mechanism)) + mechanism
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(req)) + req)
+            size = struct.unpack(">i", recv_exact(sock, 4))[0]
+            resp = recv_exact(sock, size)
+        got_corr, error_code = struct.unpack(">ih", resp[:6])
+        return bool(got_corr == corr and error_code == 0)
+    except (OSError, struct.error):
+        return False

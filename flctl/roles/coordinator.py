@@ -24,6 +24,7 @@ from flproc.settings import (
 from flproc.startup import start
 from flsim.experiment import make_experiment
 from modelzoo import Dataset
+from services.common.settings import KAFKA_AUTH, kafka_credentials
 from services.coordinator.config import ROUND_SETTINGS, SETTINGS, CoordinatorConfig
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ PARTITION = Setting(
 #: What the process needs besides its config: the bus, the registry, the held-out split.
 PROCESS: tuple[Setting, ...] = (
     KAFKA_BOOTSTRAP,
+    *KAFKA_AUTH,
     Setting("store_dir", "--store-dir", "FL_STORE_DIR",
             "model registry directory (versions, weights, lineage)", path, ".fl/models"),
     PARTITION.but(help="partition spec JSON: its test rows are the held-out test set "
@@ -96,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
         from services.coordinator.evaluation import OnnxEvaluator
 
         config, process = config_from_args(args), resolve(args, PROCESS)
+        process["kafka_credentials"] = kafka_credentials(process)
         return config, process, OnnxEvaluator(held_out_sets(process, config))
 
     ready = start(NAME, args, (*SETTINGS, *ROUND_SETTINGS, *PROCESS), prepare, prog=PROG)
@@ -123,7 +126,10 @@ async def _serve(
     from flstore import FileModelStore
     from services.coordinator.app import build
 
-    async with KafkaBus(process["kafka_bootstrap"], client_id="coordinator") as bus:
+    credentials = process["kafka_credentials"]
+    async with KafkaBus(
+        process["kafka_bootstrap"], client_id="coordinator", credentials=credentials
+    ) as bus:
         coordinator = build(config, bus, FileModelStore(process["store_dir"]), evaluator, wall_ms)
         liveness.add(coordinator.problem)
         await coordinator.run(stop)

@@ -23,6 +23,7 @@ from flproc.settings import (
     resolve,
 )
 from flproc.startup import start
+from services.common.settings import KAFKA_AUTH, kafka_credentials
 from services.selector.config import SETTINGS, SelectorConfig
 
 NAME, PROG = "selector", "flctl selector"
@@ -31,6 +32,7 @@ NAME, PROG = "selector", "flctl selector"
 PROCESS: tuple[Setting, ...] = (
     MQTT_URL,
     KAFKA_BOOTSTRAP,
+    *KAFKA_AUTH,
     Setting("replica_id", "--replica-id", "FL_SELECTOR_ID",
             "this replica's MQTT client id, unique per replica "
             "(default: <share group>-<host name>-<pid>)"),
@@ -69,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
         NAME,
         args,
         (*PROCESS, *SETTINGS),
-        lambda: (config_from_args(args), resolve(args, PROCESS)),
+        lambda: (config_from_args(args), _process(args)),
         prog=PROG,
     )
     if ready is None:
@@ -83,6 +85,12 @@ def main(args: argparse.Namespace) -> int:
         prog=PROG,
         liveness=liveness,
     )
+
+
+def _process(args: argparse.Namespace) -> dict[str, Any]:
+    """The process settings, with the Kafka credentials made (raises SettingError)."""
+    process = resolve(args, PROCESS)
+    return {**process, "kafka_credentials": kafka_credentials(process)}
 
 
 def replica_id(given: str | None, share_group: str) -> str:
@@ -108,7 +116,11 @@ async def _serve(
         session_expiry=process["mqtt_session_expiry_s"],
         keepalive=process["mqtt_keepalive_s"],
     )
-    log_bus = KafkaBus(process["kafka_bootstrap"], client_id="selector")
+    log_bus = KafkaBus(
+        process["kafka_bootstrap"],
+        client_id="selector",
+        credentials=process["kafka_credentials"],
+    )
     async with pubsub, log_bus:
         selector = build(config, pubsub, log_bus, wall_ms)
         liveness.add(selector.problem)

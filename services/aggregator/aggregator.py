@@ -1,6 +1,6 @@
 """The hospital aggregator: records in, partials and audit events out (bus port only).
 
-Start-up: read ``fl.v1.partials`` to learn the rounds this hospital already
+Start-up: read its ``fl.v1.partials.{hospital}`` to learn the rounds this hospital already
 published (they stay closed), catch up with round plans and model versions,
 then replay the updates group's backlog before the first tick, so a restart
 after a deadline still counts what was uploaded before it.
@@ -28,8 +28,8 @@ from schemas import ModelVersion, RoundPlan, decode
 from schemas.chunking import ChunkedReceiver
 from schemas.topics import (
     KAFKA_MODEL_VERSIONS,
-    KAFKA_PARTIALS,
     KAFKA_ROUND_PLANS,
+    partials_topic,
     updates_topic,
 )
 from services.aggregator.config import AggregatorConfig
@@ -93,7 +93,7 @@ class Aggregator:
     async def run(self, stop: asyncio.Event) -> None:
         """Learn published rounds and plans, replay the backlog, then fold and tick until stop."""
         idle, tick_s = self.config.catch_up_idle_ms, self.config.tick_ms / 1000
-        async with await self._bus.subscribe([KAFKA_PARTIALS]) as partials:
+        async with await self._bus.subscribe([partials_topic(self.config.hospital)]) as partials:
             await catch_up(partials, self._on_partial, idle)
         topic, group = updates_topic(self.config.hospital), self.config.consumer_group
         async with (

@@ -1,4 +1,4 @@
-"""What the aggregator writes: partials on ``fl.v1.partials``, audit events on ``fl.v1.audit``."""
+"""What the aggregator writes: partials on ``fl.v1.partials.{hospital}``, audit events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from flbus.port import LogBus, Record
 from schemas import AuditEvent, Chunk, PartialAggregate, decode, encode
 from schemas.errors import SchemaError
 from schemas.limits import fit_text
-from schemas.topics import KAFKA_AUDIT, KAFKA_PARTIALS
+from schemas.topics import KAFKA_AUDIT, partials_topic
 from services.common.streams import publish_log_chunked
 
 
@@ -44,7 +44,12 @@ class Outbox:
         )
         key = partial.model.encode()
         await publish_log_chunked(
-            self._bus, KAFKA_PARTIALS, partial, stream_id=sid, key=key, headers=headers
+            self._bus,
+            partials_topic(self._hospital),
+            partial,
+            stream_id=sid,
+            key=key,
+            headers=headers,
         )
 
     async def audit(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from flbus.kafka_auth import KafkaCredentials
+from flproc.errors import SettingError
 from flproc.parsers import ids_or_count, secret_bytes
 from flproc.settings import Setting
 
@@ -23,3 +28,37 @@ HOSPITALS = Setting(
     ids_or_count("h"),
     "h0,h1,h2",
 )
+
+KAFKA_USERNAME = Setting(
+    "kafka_username",
+    "--kafka-username",
+    "FL_KAFKA_USERNAME",
+    "SASL/SCRAM-SHA-512 user on Kafka (empty: no authentication, PLAINTEXT)",
+    default="",
+)
+
+KAFKA_PASSWORD = Setting(
+    "kafka_password",
+    "--kafka-password",
+    "FL_KAFKA_PASSWORD",
+    "password of the Kafka user (from flctl provision)",
+    secret=True,
+)
+
+KAFKA_AUTH = (KAFKA_USERNAME, KAFKA_PASSWORD)
+"""Who a process is to Kafka; every command that opens a KafkaBus reads these."""
+
+
+def kafka_credentials(values: Mapping[str, Any]) -> KafkaCredentials | None:
+    """The credentials in resolved ``KAFKA_AUTH`` values (None: no user given).
+
+    Raises SettingError naming the field when only one of user and password is set.
+    """
+    user, password = values.get("kafka_username") or "", values.get("kafka_password") or ""
+    if not user and not password:
+        return None
+    if not user:
+        raise SettingError("kafka_username", "a Kafka password was given without a user")
+    if not password:
+        raise SettingError("kafka_password", f"Kafka user {user!r} needs a password")
+    return KafkaCredentials(user, password)

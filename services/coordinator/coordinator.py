@@ -1,7 +1,9 @@
 """The coordinator service: round lifecycles of every model, on the service plane.
 
-It reads partial aggregates, admissions (audit events) and check-ins from
-Kafka, drives one :class:`ModelRounds` per model, and publishes plans, model
+It reads partial aggregates (one topic per hospital, ``fl.v1.partials.{hospital}``;
+a partial naming another hospital than its topic's is dead-lettered as invalid),
+admissions (audit events) and check-ins from Kafka, drives one :class:`ModelRounds`
+per model, and publishes plans, model
 versions and artifacts. Handlers know nothing of aiokafka: they see a LogBus.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -29,7 +31,7 @@ from schemas import (
     topics,
 )
 from schemas.chunking import ChunkedReceiver
-from schemas.errors import SchemaError, UnknownMessageError
+from schemas.errors import SchemaError, UnknownMessageError, ValidationError
 from schemas.limits import fit_text
 from services.common.dead_letters import DeadLetters, describe, reason_for
 from services.common.streams import publish_log_chunked
@@ -38,7 +40,12 @@ from services.coordinator.position import ReadPosition, catch_up
 
 log = structlog.get_logger("coordinator")
 
-TOPICS_READ = (topics.KAFKA_PARTIALS, topics.KAFKA_AUDIT, topics.KAFKA_CHECKINS)
+
+def topics_read(hospitals: Sequence[str]) -> tuple[str, ...]:
+    """The topics the coordinator consumes: each hospital's partials, audit and check-ins."""
+    return (*map(topics.partials_topic, hospitals), topics.KAFKA_AUDIT, topics.KAFKA_CHECKINS)
+
+
 GROUP = "coordinator"
 """The consumer group of the topics read: a restart resumes from its committed position."""
 OPEN_PHASES = (Phase.SELECTING, Phase.TRAINING, Phase.CLOSING)
@@ -99,6 +106,8 @@ class Coordinator:
     ) -> None:
         self.bus = bus
         self.models = models
+        # Whose partials to read: every hospital some model federates.
+        self.hospitals = tuple(dict.fromkeys(h for m in models.values() for h in m.hospitals))
         self.outbox = outbox
         self.bundles = bundles
         self.clock = clock
@@ -106,7 +115,9 @@ class Coordinator:
         self.finished = asyncio.Event()
         self.errors: Counter[str] = Counter()  # records dead-lettered, by reason
         self._dead = DeadLetters(bus, "coordinator", clock, counts=self.errors)
-        self._partials = ChunkedReceiver()
+        # One reassembler per hospital's topic: a stream id forged on one topic cannot
+        # shadow the same id on its rightful hospital's topic.
+        self._partials = {topics.partials_topic(h): ChunkedReceiver() for h in self.hospitals}
         self.catch_up_idle_ms = catch_up_idle_ms
         self.position = ReadPosition()
         self._held: dict[str, int] = {}  # model -> the open round holding the read position
@@ -120,9 +131,7 @@ class Coordinator:
     async def start(self) -> LogSubscription:
         """Create topics, take up open rounds, announce artifacts and current versions."""
         for name in (
-            topics.KAFKA_PARTIALS,
-            topics.KAFKA_AUDIT,
-            topics.KAFKA_CHECKINS,
+            *topics_read(self.hospitals),
             topics.KAFKA_MODEL_VERSIONS,
             topics.KAFKA_ARTIFACTS,
             topics.KAFKA_EVALUATIONS,
@@ -131,7 +140,9 @@ class Coordinator:
         await self.bus.create_topic(topics.KAFKA_ROUND_PLANS, compacted=True)
         await self._resume_rounds()
         # From the group's committed position; with none (first start), from now on.
-        sub = await self.bus.subscribe(list(TOPICS_READ), group=GROUP, start="latest")
+        sub = await self.bus.subscribe(
+            list(topics_read(self.hospitals)), group=GROUP, start="latest"
+        )
         self._sub = sub
         self._hold_open_rounds()
         for name, rounds in self.models.items():
@@ -242,10 +253,15 @@ class Coordinator:
         """Dispatch one record; one it cannot use is dead-lettered and counted, never fatal."""
         self.position.handled(record)
         try:
-            if record.topic == topics.KAFKA_PARTIALS:
-                partial = self._partials.add(record.value, now_ms)
+            if record.topic in self._partials:
+                partial = self._partials[record.topic].add(record.value, now_ms)
                 if partial is not None and not isinstance(partial, PartialAggregate):
                     raise UnknownMessageError(f"{type(partial).__name__} on the partials topic")
+                owner = topics.parse_partials_topic(record.topic)
+                if isinstance(partial, PartialAggregate) and partial.hospital_id != owner:
+                    raise ValidationError(
+                        "hospital_id", f"{partial.hospital_id!r} on {owner!r}'s partials topic"
+                    )
                 if isinstance(partial, PartialAggregate) and partial.model in self.models:
                     await self.models[partial.model].on_partial(partial, now_ms)
             elif record.topic == topics.KAFKA_AUDIT:

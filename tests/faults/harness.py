@@ -138,7 +138,7 @@ class Entry:
 
 async def read_topics(bootstrap: str, names: Iterable[str]) -> list[Entry]:
     """Every decodable message on ``names`` from the start, chunked ones reassembled."""
-    chunked = {topics.KAFKA_PARTIALS, topics.KAFKA_MODEL_VERSIONS}
+    chunked = {*map(topics.partials_topic, HOSPITALS), topics.KAFKA_MODEL_VERSIONS}
     receiver = ChunkedReceiver(timeout_ms=2**62)
     out: list[Entry] = []
     async with KafkaBus(bootstrap, client_id="faults-reader") as bus:
@@ -218,7 +218,7 @@ class Plane:
 
 SERVICE_TOPICS = (
     topics.KAFKA_ROUND_PLANS,
-    topics.KAFKA_PARTIALS,
+    *map(topics.partials_topic, HOSPITALS),
     topics.KAFKA_MODEL_VERSIONS,
     topics.KAFKA_AUDIT,
 )

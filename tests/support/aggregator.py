@@ -27,8 +27,8 @@ from schemas.chunking import decode_chunked, encode_chunked
 from schemas.topics import (
     KAFKA_AUDIT,
     KAFKA_MODEL_VERSIONS,
-    KAFKA_PARTIALS,
     KAFKA_ROUND_PLANS,
+    partials_topic,
     updates_topic,
 )
 from services.aggregator.aggregator import Aggregator
@@ -209,7 +209,7 @@ class World:
     async def partials(self) -> list[PartialAggregate]:
         """This hospital's partials for this model, decoded."""
         streams: dict[str, list[bytes]] = {}
-        for data in await self.read(KAFKA_PARTIALS):
+        for data in await self.read(partials_topic(self.hospital)):
             streams.setdefault(decode(data, Chunk).stream_id, []).append(data)
         found = [decode_chunked(c, PartialAggregate) for c in streams.values()]
         return [p for p in found if p.hospital_id == self.hospital and p.model == self.model]

@@ -102,11 +102,12 @@ class Harness:
         )
         await self.send(msg)
 
-    async def send(self, msg: PartialAggregate) -> None:
-        """Publish a partial aggregate as an aggregator does (chunked, keyed by model)."""
+    async def send(self, msg: PartialAggregate, on: str | None = None) -> None:
+        """Publish a partial aggregate as an aggregator does (chunked, keyed by model) on its
+        hospital's partials topic, or on hospital ``on``'s."""
         await publish_log_chunked(
             self.bus,
-            topics.KAFKA_PARTIALS,
+            topics.partials_topic(on or msg.hospital_id),
             msg,
             stream_id=f"{MODEL}/r{msg.round_id}/{msg.hospital_id}",
             key=MODEL.encode(),

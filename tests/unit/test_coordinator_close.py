@@ -91,7 +91,7 @@ async def test_coordinator_serves_on_while_a_version_is_kept(tmp_path: Path, slo
         assert await asyncio.to_thread(gate.entered.wait, 5), f"the close never reached {slow}"
 
         # Execute: while the version waits at the gate, a record arrives.
-        await h.bus.publish(topics.KAFKA_PARTIALS, b"\x00not a partial")
+        await h.bus.publish(topics.partials_topic("h0"), b"\x00not a partial")
         async with asyncio.timeout(5):
             while not h.coordinator.errors:
                 await asyncio.sleep(0.01)

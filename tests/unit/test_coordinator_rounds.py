@@ -98,7 +98,7 @@ async def test_coordinator_abandons_round_without_quorum(harness: Harness) -> No
 async def test_coordinator_survives_garbage_on_its_topics(harness: Harness) -> None:
     v0 = await harness.next_version()
     plan = await harness.next_plan("selecting")
-    await harness.bus.publish(topics.KAFKA_PARTIALS, b"\x00garbage")
+    await harness.bus.publish(topics.partials_topic("h0"), b"\x00garbage")
     await harness.bus.publish(topics.KAFKA_AUDIT, b"")
     await harness.partial(plan, "h0", np.ones(v0.tensors.flat.size, np.float32), n=4)
     await harness.partial(plan, "h1", np.ones(v0.tensors.flat.size, np.float32), n=4)
@@ -159,7 +159,7 @@ async def test_restarted_coordinator_resumes_version_round_and_optimizer(tmp_pat
         )
         sid = f"{MODEL}/r{plan.round_id}/h0"
         await publish_log_chunked(
-            bus, topics.KAFKA_PARTIALS, partial, stream_id=sid, key=MODEL.encode()
+            bus, topics.partials_topic("h0"), partial, stream_id=sid, key=MODEL.encode()
         )
         async with asyncio.timeout(10):
             await task  # rounds=1: the coordinator finishes after one round

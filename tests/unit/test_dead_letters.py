@@ -151,11 +151,11 @@ async def test_dlq_list_filters_by_origin_topic_and_counts_unreadable() -> None:
     await bus.start()
     dead = DeadLetters(bus, "selector", Clock())
     await dead.send(record(topic=KAFKA_ROUND_PLANS), "undecodable", "")
-    await dead.send(record(topic="fl.v1.partials"), "bad_chunk", "")
+    await dead.send(record(topic="fl.v1.partials.h"), "bad_chunk", "")
     await bus.publish(KAFKA_DEAD_LETTERS, b"not a dead letter")
 
-    only = await read_dead_letters(bus, "fl.v1.partials")
+    only = await read_dead_letters(bus, "fl.v1.partials.h")
     every = await read_dead_letters(bus)
 
-    assert [(d.origin_topic, d.reason) for d in only.letters] == [("fl.v1.partials", "bad_chunk")]
+    assert [(d.origin_topic, d.reason) for d in only.letters] == [("fl.v1.partials.h", "bad_chunk")]
     assert len(every.letters) == 2 and every.unreadable == 1

@@ -21,7 +21,7 @@ from flctl.dlq import read_dead_letters
 from schemas import AuditEvent, CheckIn, Chunk, RoundPlan, decode, encode, topics
 from schemas.chunking import digest
 from schemas.dead_letter import DeadLetter
-from schemas.topics import KAFKA_PARTIALS, KAFKA_ROUND_PLANS, plan_topic, updates_topic
+from schemas.topics import KAFKA_ROUND_PLANS, partials_topic, plan_topic, updates_topic
 from tests.support.aggregator import SIZE, World, eventually
 from tests.support.coordinator import MODEL, running_coordinator
 from tests.unit.test_selector_bridge import retained
@@ -97,7 +97,8 @@ async def test_aggregator_restarts_over_poison_in_round_plans_and_partials() -> 
     # Looks like this hospital's partial of round "²": str.isdigit() says yes, int() raises.
     sid = f"{world.model}/r\u00b2/{world.hospital}"
     await world.bus.publish(
-        KAFKA_PARTIALS, encode(Chunk(sid, "PartialAggregate", 0, 1, 3, 3, digest(b"abc"), b"abc"))
+        partials_topic(world.hospital),
+        encode(Chunk(sid, "PartialAggregate", 0, 1, 3, 3, digest(b"abc"), b"abc")),
     )
     await world.plan(goal=1)
 
@@ -113,7 +114,7 @@ async def test_aggregator_restarts_over_poison_in_round_plans_and_partials() -> 
         "undecodable": 1, "unexpected_type": 1, "handler_error": 1
     }  # fmt: skip
     assert origins(await letters(world.bus)) == 2 * [
-        (KAFKA_PARTIALS, 0, "aggregator", "handler_error"),
+        (partials_topic(world.hospital), 0, "aggregator", "handler_error"),
         (KAFKA_ROUND_PLANS, 0, "aggregator", "undecodable"),
         (KAFKA_ROUND_PLANS, 1, "aggregator", "unexpected_type"),
     ]  # once per start
@@ -128,7 +129,7 @@ async def test_coordinator_dead_letters_poison_and_closes_the_round(tmp_path: Pa
         v0 = await h.next_version()
         p = await h.next_plan("selecting")
         with structlog.testing.capture_logs() as logs:
-            await h.bus.publish(topics.KAFKA_PARTIALS, GARBAGE)
+            await h.bus.publish(topics.partials_topic("h0"), GARBAGE)
             await h.bus.publish(topics.KAFKA_AUDIT, encode(CheckIn(
                 "d1", "h0", (MODEL,), "ort", "0.1", True, True, True, 50.0, 10, 1
             )))  # fmt: skip
@@ -145,7 +146,7 @@ async def test_coordinator_dead_letters_poison_and_closes_the_round(tmp_path: Pa
     assert sorted((d.origin_topic, d.reason) for d in found) == [
         (topics.KAFKA_AUDIT, "unexpected_type"),
         (topics.KAFKA_CHECKINS, "unexpected_type"),
-        (topics.KAFKA_PARTIALS, "undecodable"),
+        (topics.partials_topic("h0"), "undecodable"),
     ]
     assert {d.role for d in found} == {"coordinator"}
     assert sum(e["event"] == "record.dead_lettered" for e in logs) == 3

@@ -42,7 +42,9 @@ async def test_replay_prints_one_round_in_log_order() -> None:
         await bus.publish(topics.KAFKA_AUDIT, encode(event), key=b"m1")
     await bus.publish(topics.KAFKA_AUDIT, b"\x00garbage")
     partial = PartialAggregate("m1", 2, 1, "h0", 1, 40, 20.0, 0.1, 1, tensors)
-    await publish_log_chunked(bus, topics.KAFKA_PARTIALS, partial, stream_id="m1/r2/h0", key=b"m1")
+    await publish_log_chunked(
+        bus, topics.partials_topic("h0"), partial, stream_id="m1/r2/h0", key=b"m1"
+    )
     version = ModelVersion("m1", 2, 1, 2, 7, ("accuracy",), (0.875,), "abc", tensors)
     await publish_log_chunked(bus, topics.KAFKA_MODEL_VERSIONS, version, stream_id="m1/v2",
                               key=b"m1")  # fmt: skip

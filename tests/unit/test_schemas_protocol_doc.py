@@ -24,7 +24,7 @@ def test_protocol_doc_mentions_every_field_and_topic() -> None:
     for t in (
         topics.KAFKA_ROUND_PLANS,
         topics.KAFKA_CHECKINS,
-        topics.KAFKA_PARTIALS,
+        topics.KAFKA_PARTIALS_PREFIX,
         topics.KAFKA_MODEL_VERSIONS,
         topics.KAFKA_EVALUATIONS,
         topics.KAFKA_AUDIT,

@@ -42,7 +42,15 @@ def test_kafka_updates_topic_round_trip() -> None:
     assert topics.updates_topic("hosp_a") == "fl.v1.updates.hosp_a"
     assert topics.parse_updates_topic("fl.v1.updates.hosp_a") == "hosp_a"
     with pytest.raises(ValidationError):
-        topics.parse_updates_topic("fl.v1.partials")
+        topics.parse_updates_topic("fl.v1.partials.hosp_a")
+
+
+def test_kafka_partials_topic_round_trip() -> None:
+    assert topics.partials_topic("hosp_a") == "fl.v1.partials.hosp_a"
+    assert topics.parse_partials_topic("fl.v1.partials.hosp_a") == "hosp_a"
+    for bad in ("fl.v1.updates.hosp_a", "fl.v1.partials", "fl.v1.partials.a.b"):
+        with pytest.raises(ValidationError):
+            topics.parse_partials_topic(bad)
 
 
 def test_parse_device_topic_rejects_foreign_topics() -> None:
