@@ -37,13 +37,14 @@ class LocalBrokers:
         kafka_cache: Path | str | None = None,
         search_path: str | None = None,
         progress: Progress = lambda _: None,
+        host: str = "127.0.0.1",
     ) -> None:
         """Describe the brokers; nothing starts until :meth:`up`.
 
         ``kafka_controller_port`` defaults to ``kafka_port + 1``; ``kafka_cache``
         to :func:`default_kafka_cache`; ``search_path`` (a PATH string) is where
         mosquitto, java and mvn are looked up; ``progress`` receives one line
-        per step.
+        per step; ``host`` is the address both client listeners bind and advertise.
         """
         self.data_dir = Path(data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
         logs = Path(log_dir).expanduser().resolve() if log_dir else self.data_dir / "logs"
@@ -60,6 +61,7 @@ class LocalBrokers:
             controller_port=kafka_controller_port or kafka_port + 1,
             cache=cache,
         )
+        self.mosquitto.host = self.kafka.host = host
 
     def _chosen(self, mqtt: bool, kafka: bool) -> Iterator[Broker]:
         if mqtt:
