@@ -6,10 +6,11 @@ iptables INPUT chain drops every packet that is not loopback or a reply to a
 connection the namespace opened; the brokers, the coordinator, the selector
 and h1's aggregator run on the host, the brokers bound to the host end of the
 veth so the namespace can reach them. (``flctl devices`` runs the whole seeded
-split in one process, so h1's devices sit behind the firewall too.) Before any role starts, a listener
-inside the namespace is shown reachable without the firewall and unreachable
-with it. Rounds must then complete with h0's partials counted, and at the end
-no socket listens inside and no inbound connection was tried beyond the probe.
+split in one process, so h1's devices sit behind the firewall too.) Before any
+role starts, a listener inside the namespace is shown reachable without the
+firewall and unreachable with it. Rounds must then complete with h0's partials
+counted, and at the end no socket listens inside and no inbound connection was
+tried beyond the probe.
 
 Needs root and iproute2: skipped with the reason otherwise, failed under CI=true.
 """
