@@ -54,10 +54,10 @@ class Kafka(Broker):
         return self.root / "server.properties"
 
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def answers(self) -> bool:
-        return kafka_answers(self.port) or kafka_sasl_answers(self.port)
+        return kafka_answers(self.port, self.host) or kafka_sasl_answers(self.port, self.host)
 
     def wait(self, deadline: float) -> None:
         super().wait(deadline)
@@ -92,8 +92,8 @@ class Kafka(Broker):
         props = {
             "node.id": "1",
             "process.roles": "broker,controller",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -112,7 +112,7 @@ class Kafka(Broker):
             "message.max.bytes": "2097152",
         }
         if self.secure is not None:
-            props.update(self.secure.broker_properties(self.port, self.controller_port))
+            props.update(self.secure.broker_properties(self.port, self.controller_port, self.host))
         self.config.touch(mode=0o600)  # a secured config holds the admin password
         self.config.chmod(0o600)
         self.config.write_text(

@@ -51,15 +51,17 @@ class SecureKafka:
         """Changes when a user or password changes (the storage is then formatted again)."""
         return hashlib.sha256(json.dumps(self.passwords, sort_keys=True).encode()).hexdigest()
 
-    def broker_properties(self, port: int, controller_port: int) -> dict[str, str]:
+    def broker_properties(
+        self, port: int, controller_port: int, host: str = "127.0.0.1"
+    ) -> dict[str, str]:
         """server.properties entries of a SASL_PLAINTEXT client listener with ACLs."""
         jaas = (
             "org.apache.kafka.common.security.scram.ScramLoginModule required "
             f'username="admin" password="{self.passwords["admin"]}";'
         )
         return {
-            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
+            "listeners": f"SASL_PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://{host}:{port}",
             "inter.broker.listener.name": "SASL_PLAINTEXT",
             "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
             "sasl.enabled.mechanisms": MECHANISM,

@@ -39,6 +39,7 @@ class LocalBrokers:
         progress: Progress = lambda _: None,
         secure: Path | str | None = None,
         mqtts_port: int = 8883,
+        host: str = "127.0.0.1",
     ) -> None:
         """Describe the brokers; nothing starts until :meth:`up`.
 
@@ -49,6 +50,7 @@ class LocalBrokers:
         then refuses anonymous clients and, if it holds ``tls/``, also listens
         for TLS on ``mqtts_port``; Kafka requires the SASL/SCRAM users of its
         ``kafka/`` and applies the ACLs (``flctl.brokers.kafka_secure``).
+        ``host`` is the address both client listeners bind and advertise.
         """
         self.data_dir = Path(data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
         logs = Path(log_dir).expanduser().resolve() if log_dir else self.data_dir / "logs"
@@ -69,6 +71,7 @@ class LocalBrokers:
             cache=cache,
             secure=Path(secure).expanduser().resolve() / "kafka" if secure else None,
         )
+        self.mosquitto.host = self.kafka.host = host
 
     def _chosen(self, mqtt: bool, kafka: bool) -> Iterator[Broker]:
         if mqtt:

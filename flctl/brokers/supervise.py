@@ -118,6 +118,10 @@ class Broker:
 
     name = ""
 
+    #: Address the client listener binds and advertises; loopback unless a caller that
+    #: must be reached from another network namespace sets it (tests/faults/test_outbound_only).
+    host = "127.0.0.1"
+
     def __init__(
         self, root: Path, log_dir: Path, port: int, progress: Progress, search_path: str | None
     ) -> None:

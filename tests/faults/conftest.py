@@ -35,7 +35,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def federation(tmp_path: Path) -> Iterator[Federation]:
+def broker_host() -> str:
+    """The address the brokers bind and advertise (a test module may override it)."""
+    return "127.0.0.1"
+
+
+@pytest.fixture
+def federation(tmp_path: Path, broker_host: str) -> Iterator[Federation]:
     """Fresh Mosquitto + Kafka for this test and a federation to start on them."""
     # Free ports, not fixed ones: other sessions on this machine start brokers too, and a
     # port taken between the check and the bind fails one start; the retry gets others.
@@ -45,6 +51,7 @@ def federation(tmp_path: Path) -> Iterator[Federation]:
             free_port(),
             tmp_path / f"brokers{attempt}",
             kafka_controller_port=free_port(),
+            host=broker_host,
         )
         try:
             endpoints = brokers.up(timeout=120)

@@ -66,12 +66,14 @@ class Role:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     exits: list[int] = field(default_factory=list)  # exit codes of earlier runs, in order
+    #: What the command runs under, e.g. ``ip netns exec NS`` (which execs, keeping the pid).
+    prefix: tuple[str, ...] = ()
 
     def start(self) -> Role:
         """Start (or restart) the process."""
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flctl.main", *self.argv],
+                [*self.prefix, sys.executable, "-m", "flctl.main", *self.argv],
                 env=self.env,
                 cwd=self.log.parent,
                 stdout=out,
@@ -242,10 +244,10 @@ class Federation:
             "FL_DEVICE_STORAGE": str(root / "devices"),
         }
 
-    def role(self, name: str, argv: list[str], **env: str) -> Role:
-        """Start a role process named ``name`` (its log is ``<name>.log``)."""
+    def role(self, name: str, argv: list[str], prefix: tuple[str, ...] = (), **env: str) -> Role:
+        """Start a role process named ``name`` (its log is ``<name>.log``) under ``prefix``."""
         self.root.mkdir(parents=True, exist_ok=True)
-        role = Role(name, argv, {**self.env, **env}, self.root / f"{name}.log")
+        role = Role(name, argv, {**self.env, **env}, self.root / f"{name}.log", prefix=prefix)
         self.roles[name] = role
         return role.start()
 
