@@ -84,7 +84,7 @@ def _value(h: Any, value: Any) -> None:
             _value(h, spec.name)
             _value(h, tuple(spec.shape))
         flat = np.ascontiguousarray(value.flat, dtype="<f4")
-        _put(h, b"y", memoryview(flat).cast("B"))
+        _put(h, b"y", flat.data.cast("B"))
     else:
         raise InvalidParameter(f"cannot sign a field of type {type(value).__name__}")
 

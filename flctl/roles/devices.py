@@ -29,7 +29,7 @@ from flproc.settings import (
 from flproc.startup import start
 from flsim.experiment import make_experiment
 from flsim.population import AVAILABILITIES, Population
-from services.common.settings import HOSPITALS
+from services.common.settings import COORDINATOR_KEY, HOSPITALS
 from services.coordinator.config import MODELS, SEED
 
 NAME, PROG = "devices", "flctl devices"
@@ -61,6 +61,7 @@ AVAILABILITY = Setting(
 
 SETTINGS: tuple[Setting, ...] = (
     MQTT_URL,
+    COORDINATOR_KEY,
     *SPLIT,
     MODELS.but(help="models installed on every device, comma separated"),
     DROPOUT,
@@ -134,6 +135,7 @@ def run_devices(args: argparse.Namespace) -> int:
                 partitions,
                 lambda device_id: MqttBus(url, client_id=device_id),
                 settings["storage_dir"],
+                coordinator_key=settings["coordinator_key"],
                 dropout=settings["dropout"],
                 availability=settings["availability"],
                 seed=settings["seed"],
