@@ -232,8 +232,8 @@ class Reassembler:
     later chunks of it raise UnknownStreamError. Late duplicates of a completed
     stream (same id and digest) are ignored; a stream reusing a completed id with
     another digest is a new stream (a forged stream that took a version's id
-    first must not shadow the genuine one). Neither memory is unbounded: the last ``remember`` ids of
-    each are kept.
+    first must not shadow the genuine one). Neither memory is unbounded: the last
+    ``remember`` ids of each are kept.
     """
 
     def __init__(
