@@ -11,12 +11,11 @@ import pytest
 from flbus.mqtt import MqttBus
 from flbus.port import PubSubBus
 from flproc.clock import wall_ms
-from modelzoo import generate_artifacts
-from tests.support.device import MODEL
 from tests.support.forged_control import (
     Connect,
     forged_plans_are_ignored,
     forged_versions_are_ignored,
+    generated_artifacts,
 )
 
 pytestmark = pytest.mark.mqtt
@@ -24,9 +23,7 @@ pytestmark = pytest.mark.mqtt
 
 @pytest.fixture(scope="module")
 def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("art") / MODEL
-    generate_artifacts(MODEL, out, optimizers=("sgd",))
-    return out
+    return generated_artifacts(tmp_path_factory)
 
 
 @pytest.fixture

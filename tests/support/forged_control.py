@@ -14,9 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from device_sdk.client import Device
 from flbus.port import PubSubBus
+from modelzoo import generate_artifacts
 from schemas import ModelVersion, encode
 from schemas.topics import plan_topic
 from tests.support.device import (
@@ -33,6 +35,13 @@ from tests.support.signing import FORGER
 
 Connect = Callable[[str], Awaitable[PubSubBus]]
 HUGE = 10**9
+
+
+def generated_artifacts(factory: pytest.TempPathFactory) -> Path:
+    """MODEL's ONNX Runtime training artifacts (SGD) in a fresh folder."""
+    out = factory.mktemp("art") / MODEL
+    generate_artifacts(MODEL, out, optimizers=("sgd",))
+    return out
 
 
 async def until(what: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -9,18 +9,19 @@ import pytest
 
 from flbus.memory import MemoryPubSub
 from flbus.port import PubSubBus
-from modelzoo import generate_artifacts
-from tests.support.device import MODEL, FakeClock
-from tests.support.forged_control import forged_plans_are_ignored, forged_versions_are_ignored
+from tests.support.device import FakeClock
+from tests.support.forged_control import (
+    forged_plans_are_ignored,
+    forged_versions_are_ignored,
+    generated_artifacts,
+)
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
 def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("art") / MODEL
-    generate_artifacts(MODEL, out, optimizers=("sgd",))
-    return out
+    return generated_artifacts(tmp_path_factory)
 
 
 @pytest.fixture
