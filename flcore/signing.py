@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import struct
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Final, Literal
 
@@ -170,12 +171,20 @@ def public_key_from_pem(data: bytes) -> Ed25519PublicKey:
 
 
 class TrustedKeys:
-    """The coordinator public keys a device pins, by key id."""
+    """The coordinator public keys a device pins, by key id.
 
-    def __init__(self, keys: Iterable[Ed25519PublicKey]) -> None:
+    It remembers the last ``remember`` (signature, digest) pairs that verified:
+    devices of one simulator share one TrustedKeys, and each of them checks the
+    same plan; a hit still recomputes the digest, so it only skips the Ed25519
+    check of bytes already verified.
+    """
+
+    def __init__(self, keys: Iterable[Ed25519PublicKey], remember: int = 64) -> None:
         self._keys = {key_id(k): k for k in keys}
         if not self._keys:
             raise InvalidParameter("pin at least one coordinator public key")
+        self._remember = remember
+        self._verified: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
 
     @classmethod
     def from_pem(cls, data: bytes) -> TrustedKeys:
@@ -198,10 +207,17 @@ class TrustedKeys:
         key = self._keys.get(sig[:KEY_ID_BYTES])
         if key is None:
             return UNKNOWN_KEY
+        seen = (sig, digest(msg))
+        if seen in self._verified:
+            self._verified.move_to_end(seen)
+            return None
         try:
-            key.verify(sig[KEY_ID_BYTES:], digest(msg))
+            key.verify(sig[KEY_ID_BYTES:], seen[1])
         except InvalidSignature:
             return BAD_SIGNATURE
+        self._verified[seen] = None
+        if len(self._verified) > self._remember:
+            self._verified.popitem(last=False)
         return None
 
     def __repr__(self) -> str:
