@@ -53,8 +53,10 @@ async def until(what: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def _refused(device: Device, reason: str) -> Callable[[], int]:
-    return lambda: device.stats.control_refused[reason]
+def _counted(device: Device, reason: str) -> Callable[[], bool]:
+    """True once the device refused one more message for ``reason`` than now."""
+    before = device.stats.control_refused[reason]
+    return lambda: device.stats.control_refused[reason] > before
 
 
 async def forged_plans_are_ignored(connect: Connect, root: Path, clock: Callable[[], int]) -> None:
@@ -75,9 +77,9 @@ async def forged_plans_are_ignored(connect: Connect, root: Path, clock: Callable
                 "stale_version": plan(1),  # genuine, but older than the one adopted
             }
             for reason, forged in forgeries.items():
-                before = _refused(device, reason)()
+                counted = _counted(device, reason)
                 await attacker.publish(topic, encode(forged), retain=True)
-                await until(lambda r=reason, b=before: _refused(device, r)() > b)  # type: ignore[misc]
+                await until(counted)
                 assert state.plan is not None and state.plan.round_id == 2, reason
             await attacker.publish(topic, encode(plan(3)), retain=True)  # genuine and newer
             await until(lambda: state.plan is not None and state.plan.round_id == 3)
@@ -116,22 +118,22 @@ async def forged_versions_are_ignored(
                 "stale_version": (version_of(art, version=2), bundle),
             }
             for reason, (forged, with_bundle) in forgeries.items():
-                before = _refused(device, reason)()
+                counted = _counted(device, reason)
                 chunks = await publish_model(service, forged, with_bundle)
-                await until(lambda r=reason, b=before: _refused(device, r)() > b)  # type: ignore[misc]
+                await until(counted)
                 assert state.version is not None and state.version.version == 3, reason
                 assert np.array_equal(device.predict(MODEL, x), served), reason
-            before = _refused(device, "unsigned")()
+            counted = _counted(device, "unsigned")
             chunks = await publish_model(service, version_of(art, version=2), unsigned_bundle)
-            await until(lambda: _refused(device, "unsigned")() > before)
+            await until(counted)
             assert not (root / "d0" / "artifacts" / MODEL / "forged").exists()
         # The app restarts: the replayed older version still retained stays refused.
-        device = make_device(await connect("d0"), root / "d0", clock)
-        async with running(device):
-            await until(lambda: _refused(device, "stale_version")() >= 1)
-            state = device.model_state(MODEL)
-            assert state is not None and state.version is None
+        again = make_device(await connect("d0"), root / "d0", clock)
+        async with running(again):
+            await until(lambda: again.stats.control_refused["stale_version"] >= 1)
+            fresh = again.model_state(MODEL)
+            assert fresh is not None and fresh.version is None
             chunks = await publish_model(service, version_of(art, version=4), bundle)
-            await until(lambda: state.version is not None and state.version.version == 4)
+            await until(lambda: fresh.version is not None and fresh.version.version == 4)
     finally:
         await clear_model(service, MODEL, chunks)
