@@ -36,8 +36,10 @@ from device_sdk.rounds import RoundRunner
 from device_sdk.routes import route, topic_filters
 from device_sdk.state import ModelState
 from device_sdk.store import ExampleStore
+from device_sdk.trust import ControlGate
 from flbus.errors import BusClosedError, BusError
 from flbus.port import PubSubBus, Record, Subscription
+from flcore.signing import TrustedKeys
 from flproc.clock import wall_ms
 from modelzoo.registry import get_spec
 from schemas import RetryAfter, RoundPlan, Task, decode
@@ -55,6 +57,10 @@ BroadcastDecoder = Callable[[bytes], Any]
 class Device:
     """One device: local examples, eligibility, and the round protocol over a PubSubBus.
 
+    ``coordinator_key`` pins the coordinator's public key(s): the device adopts
+    only plans, model versions and artifact bundles signed by it, and never an
+    older one than it adopted (``device_sdk.trust``); there is no default, a
+    device that trusted anything would follow a forged plan.
     ``decode_broadcast`` decodes the round plans every device of a model receives;
     the default is plain ``schemas.decode``. A simulator running many devices in
     one process passes a shared cache (``flsim.population``).
@@ -65,6 +71,7 @@ class Device:
         config: DeviceConfig,
         bus: PubSubBus,
         *,
+        coordinator_key: TrustedKeys,
         conditions: ConditionsProvider,
         policy: EligibilityPolicy | None = None,
         clock: Callable[[], int] = wall_ms,
@@ -85,8 +92,13 @@ class Device:
         widths = feature_widths or {m: get_spec(m).feature_width for m in config.models}
         self.store = ExampleStore(root / "examples.sqlite", widths)
         self.ledger = RoundLedger(root / "rounds.sqlite")
-        self._models = {m: ModelState(m, root / "artifacts") for m in config.models}
         self._log = log.bind(device=config.device_id, hospital=config.hospital_id)
+        self._gate = ControlGate(
+            coordinator_key, self.ledger, self.stats.control_refused, self._log
+        )
+        self._models = {
+            m: ModelState(m, root / "artifacts", self._gate.admit) for m in config.models
+        }
         self._ctx = DeviceContext(
             config, bus, self.store, self.ledger, self.stats, clock, seed, self._log
         )
@@ -120,7 +132,7 @@ class Device:
         return self.store.attach_label(example_id, label, at or self._now_dt())
 
     def predict(self, model: str, x: NDArray[Any]) -> NDArray[np.int64]:
-        """Predicted classes from the newest model version this device has."""
+        """Predicted classes from the newest verified (coordinator-signed) model version held."""
         state = self._state(model)
         trainer = state.serving_trainer(self.config.ort_threads)
         return trainer.predict(x)
@@ -152,7 +164,12 @@ class Device:
 
     def _summary(self) -> dict[str, Any]:
         s = self.stats
-        return {"uploads": s.uploads, "failures": s.failures, "dropouts": s.dropouts}
+        return {
+            "uploads": s.uploads,
+            "failures": s.failures,
+            "dropouts": s.dropouts,
+            "control_refused": dict(s.control_refused),
+        }
 
     def topic_filters(self) -> list[str]:
         """Every MQTT topic filter the device subscribes to."""
@@ -222,7 +239,7 @@ class Device:
             return
         if not isinstance(plan, RoundPlan) or plan.model != state.model:
             return
-        if state.plan is None or plan.round_id >= state.plan.round_id:
+        if self._gate.admit(plan, "plan", state.model):  # signed, and not older than ours
             state.plan = plan
             self._spawn(self._checkins.maybe_check_in(state))
 

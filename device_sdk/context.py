@@ -8,6 +8,7 @@ part reaches back into the Device and none imports client.py.
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +68,8 @@ class DeviceStats:
     dropouts: int = 0
     train_seconds: float = 0.0
     bus_errors: int = 0
+    # Plans, versions and bundles not adopted, by reason (device_sdk.trust).
+    control_refused: Counter[str] = field(default_factory=Counter)
     outcomes: list[RoundOutcome] = field(default_factory=list)
     # (start_ms, end_ms) of every on-device training job, to tell training from waiting.
     training_spans: list[tuple[int, int]] = field(default_factory=list)

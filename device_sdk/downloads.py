@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from schemas.chunking import ChunkedReceiver
 from schemas.errors import SchemaError
 
 log = structlog.get_logger(__name__)
+
+Gate = Callable[[Any, str, str], bool]
+"""(message, what, model) -> whether the device may adopt it (``ControlGate.admit``)."""
 
 _SAFE_DIR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -61,11 +65,19 @@ def install_bundle(bundle: ArtifactBundle, root: Path) -> Path:
 
 
 class ModelDownloads:
-    """Reassembles one model's current ModelVersion and ArtifactBundle from chunks."""
+    """Reassembles one model's current ModelVersion and ArtifactBundle from chunks.
 
-    def __init__(self, model: str, artifact_root: Path, timeout_ms: int = 10 * 60 * 1000) -> None:
+    A completed version or bundle is returned (a bundle installed) only if
+    ``gate`` admits it: signed by the coordinator, and a version not older than
+    the newest adopted (``device_sdk.trust``).
+    """
+
+    def __init__(
+        self, model: str, artifact_root: Path, gate: Gate, timeout_ms: int = 10 * 60 * 1000
+    ) -> None:
         self.model = model
         self._root = artifact_root
+        self._gate = gate
         self._versions = ChunkedReceiver(timeout_ms)
         self._bundles = ChunkedReceiver(timeout_ms)
         self._log = log.bind(model=model)
@@ -78,6 +90,8 @@ class ModelDownloads:
         if not isinstance(msg, ModelVersion) or msg.model != self.model:
             self._log.warning("download.rejected", what="version", got=type(msg).__name__)
             return None
+        if not self._gate(msg, "version", self.model):
+            return None
         self._log.info("model.received", version=msg.version, digest=msg.artifact_digest)
         return msg
 
@@ -89,6 +103,8 @@ class ModelDownloads:
         if not isinstance(msg, ArtifactBundle) or msg.model != self.model:
             self._log.warning("download.rejected", what="artifacts", got=type(msg).__name__)
             return None
+        if not self._gate(msg, "artifacts", self.model):
+            return None  # never written to disk
         try:
             path = install_bundle(msg, self._root)
         except (ArtifactError, OSError) as exc:

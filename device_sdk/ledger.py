@@ -1,5 +1,9 @@
 """The device's record of rounds it took part in, so it never uploads twice for one round.
 
+It also keeps the newest control message of each kind (plan, version) the
+device adopted per model, so a replayed older one stays refused after a
+restart (``device_sdk.trust``).
+
 A round is claimed (one sqlite row, committed) *before* anything is published for
 it: after a crash mid-upload the round is lost rather than sent twice, which is
 what the aggregator's one-update-per-device rule wants anyway.
@@ -23,6 +27,13 @@ CREATE TABLE IF NOT EXISTS rounds (
     update_id TEXT    NOT NULL,
     at_ms     INTEGER NOT NULL,
     PRIMARY KEY (model, round_id)
+);
+CREATE TABLE IF NOT EXISTS adopted (
+    model TEXT    NOT NULL,
+    kind  TEXT    NOT NULL,
+    major INTEGER NOT NULL,
+    minor INTEGER NOT NULL,
+    PRIMARY KEY (model, kind)
 );
 """
 
@@ -49,10 +60,34 @@ class RoundLedger:
             durable_but_fast(self._conn)
             self._conn.executescript(_SCHEMA)
             rows = self._conn.execute("SELECT model, round_id FROM rounds").fetchall()
+            marks = self._conn.execute("SELECT model, kind, major, minor FROM adopted").fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open round ledger {path}: {exc}") from exc
         # Asked on every check-in tick; only this ledger writes the table.
         self._taken: set[tuple[str, int]] = {(m, r) for m, r in rows}
+        self._adopted: dict[tuple[str, str], tuple[int, int]] = {
+            (m, k): (a, b) for m, k, a, b in marks
+        }
+
+    def highest(self, model: str, kind: str) -> tuple[int, int] | None:
+        """Position of the newest ``kind`` message adopted for ``model`` (None: none yet)."""
+        return self._adopted.get((model, kind))
+
+    def adopted(self, model: str, kind: str, position: tuple[int, int]) -> None:
+        """Remember that a ``kind`` message at ``position`` was adopted (if it is newer)."""
+        known = self._adopted.get((model, kind))
+        if known is not None and position <= known:
+            return
+        try:
+            with self._lock:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO adopted (model, kind, major, minor)"
+                    " VALUES (?, ?, ?, ?)",
+                    (model, kind, *position),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"round ledger failed: {exc}") from exc
+        self._adopted[(model, kind)] = position
 
     def has(self, model: str, round_id: int) -> bool:
         """Whether the device already took part in (or gave up) this round."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from device_sdk.downloads import ModelDownloads
+from device_sdk.downloads import Gate, ModelDownloads
 from device_sdk.errors import ArtifactError
 from device_sdk.trainer import Trainer
 from device_sdk.wire import from_tensors
@@ -15,9 +15,9 @@ from schemas import ModelVersion, RoundPlan
 class ModelState:
     """Per-model state of a device; touched on the event loop only (trainers excepted)."""
 
-    def __init__(self, model: str, artifact_root: Path) -> None:
+    def __init__(self, model: str, artifact_root: Path, gate: Gate) -> None:
         self.model = model
-        self.downloads = ModelDownloads(model, artifact_root)
+        self.downloads = ModelDownloads(model, artifact_root, gate)
         self.plan: RoundPlan | None = None
         self.version: ModelVersion | None = None
         self.artifacts: dict[str, Path] = {}  # bundle digest -> installed directory

@@ -8,6 +8,8 @@ phone is eligible (here: always on the charger and the hospital Wi-Fi); once
 admitted it trains on its labelled examples and uploads one update per round.
 For TLS, verified against the hospital's CA, use a URL like
 mqtts://broker.hospital.example:8883?ca=/data/fl/hospital-ca.pem
+The device adopts only plans and models signed by the coordinator whose public
+key it pins (--coordinator-key, the coordinator.pub that flctl provision writes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from device_sdk.client import Device, DeviceConfig
 from device_sdk.eligibility import DeviceConditions
 from flbus.mqtt import MqttBus
+from flcore.signing import TrustedKeys
 
 MODEL = "breast_cancer"  # 30 standardised measurements per case; 0 malignant, 1 benign
 
@@ -37,11 +40,16 @@ class PhoneConditions:
         )
 
 
-async def main(url: str, device_id: str, hospital_id: str, storage: Path, seconds: float) -> None:
+async def main(
+    url: str, device_id: str, hospital_id: str, storage: Path, seconds: float, key: Path
+) -> None:
     """Record 20 labelled cases, then run the device until Ctrl-C or ``seconds`` passed."""
     bus = MqttBus(url, client_id=device_id)  # a stable id: the broker keeps its session
     device = Device(
-        DeviceConfig(device_id, hospital_id, (MODEL,), storage), bus, conditions=PhoneConditions()
+        DeviceConfig(device_id, hospital_id, (MODEL,), storage),
+        bus,
+        coordinator_key=TrustedKeys.from_pem(key.read_bytes()),  # adopt only what it signed
+        conditions=PhoneConditions(),
     )
     rng = np.random.default_rng(17)
     labelled = 0
@@ -76,5 +84,8 @@ if __name__ == "__main__":
     parser.add_argument("--hospital", default="h0", help="the hospital it belongs to")
     parser.add_argument("--storage", type=Path, default=Path(".fl/sdk-app"), help="local state")
     parser.add_argument("--seconds", type=float, default=0, help="stop after this (0: Ctrl-C)")
+    parser.add_argument("--coordinator-key", type=Path, default=Path("coordinator.pub"),
+                        help="the coordinator's public key (PEM)")  # fmt: skip
     args = parser.parse_args()
-    asyncio.run(main(args.url, args.device, args.hospital, args.storage, args.seconds))
+    place = (args.device, args.hospital, args.storage)
+    asyncio.run(main(args.url, *place, args.seconds, args.coordinator_key))

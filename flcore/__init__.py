@@ -6,5 +6,6 @@ admission (stateless selection, pace steering), rounds + round_types (coordinato
 round state machine), master + close (a closed round's partials become the next
 version record), hospital_round (when an aggregator publishes), privacy
 (clipping, Gaussian noise), partition + partition_spec (data splits), manifest
-(flat vector <-> named arrays), errors (exception hierarchy).
+(flat vector <-> named arrays), signing + control (Ed25519 signatures of plans,
+versions and bundles; what a device adopts), errors (exception hierarchy).
 """

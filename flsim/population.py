@@ -32,6 +32,7 @@ from device_sdk.eligibility import (
 )
 from flbus.errors import BusError
 from flbus.port import PubSubBus
+from flcore.signing import TrustedKeys
 from flproc.clock import wall_ms
 from flsim.datasets import model_dataset
 from flsim.partition import Partition
@@ -124,6 +125,7 @@ class Population:
         bus_factory: Callable[[str], PubSubBus],
         storage_root: Path,
         *,
+        coordinator_key: TrustedKeys,
         dropout: float = 0.0,
         availability: str = "always",
         seed: int = 0,
@@ -136,8 +138,9 @@ class Population:
     ) -> Population:
         """One Device per (hospital, device) of the partitions, holding its rows of each model.
 
-        ``bus_factory(device_id)`` gives each device its bus (an ``MqttBus`` with that
-        client id, or one shared ``MemoryPubSub``). With ``manage_buses`` the
+        Every device pins ``coordinator_key``. ``bus_factory(device_id)`` gives each
+        device its bus (an ``MqttBus`` with that client id, or one shared
+        ``MemoryPubSub``). With ``manage_buses`` the
         population starts and stops every distinct bus it was given.
         """
         sim = SimClock.compressed(week_seconds, wall=clock)
@@ -165,6 +168,7 @@ class Population:
             device = Device(
                 config,
                 bus,
+                coordinator_key=coordinator_key,
                 conditions=_conditions(availability, device_seed),
                 clock=clock,
                 conditions_clock=sim.now,

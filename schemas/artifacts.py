@@ -17,13 +17,14 @@ from schemas.errors import ValidationError
 
 
 @message(
-    version=1,
+    version=2,
     limits={
         "model": L.ID,
         "digest": L.CODE,
         "names": L.Bound(max_items=L.MAX_ARTIFACT_FILES, max_bytes=L.FILE_NAME_BYTES),
         "sizes": L.Bound(max_items=L.MAX_ARTIFACT_FILES),
         "data": L.Bound(max_bytes=L.MAX_ARTIFACT_BYTES),
+        "signature": L.SIGNATURE,
     },
 )
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class ArtifactBundle:
     names: tuple[str, ...]
     sizes: tuple[int, ...]
     data: bytes
+    signature: bytes = b""  # by the coordinator (flcore.signing); empty: unsigned
 
     VIEW_FIELDS: ClassVar[frozenset[str]] = frozenset({"data"})
 

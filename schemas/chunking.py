@@ -230,8 +230,10 @@ class Reassembler:
 
     A stream with no new chunk for ``timeout_ms`` is dropped by :meth:`expire`;
     later chunks of it raise UnknownStreamError. Late duplicates of a completed
-    stream are ignored. Neither memory is unbounded: the last ``remember`` ids of
-    each are kept.
+    stream (same id and digest) are ignored; a stream reusing a completed id with
+    another digest is a new stream (a forged stream that took a version's id
+    first must not shadow the genuine one). Neither memory is unbounded: the last
+    ``remember`` ids of each are kept.
     """
 
     def __init__(
@@ -245,7 +247,7 @@ class Reassembler:
         self.max_payload_bytes = max_payload_bytes
         self._remember = remember
         self._streams: dict[str, _Stream] = {}
-        self._completed: OrderedDict[str, None] = OrderedDict()
+        self._completed: OrderedDict[str, bytes] = OrderedDict()  # id -> digest
         self._expired: OrderedDict[str, None] = OrderedDict()
 
     def add(self, chunk: Chunk, now_ms: int) -> memoryview | None:
@@ -290,7 +292,7 @@ class Reassembler:
     ) -> memoryview | None:
         st = self._streams.get(sid)
         if st is None:
-            if sid in self._completed:
+            if self._completed.get(sid) == dig:
                 return None
             if sid in self._expired:
                 raise UnknownStreamError(
@@ -322,7 +324,7 @@ class Reassembler:
             raise DigestMismatchError(
                 f"stream {sid!r}: digest of {st.total_bytes} reassembled bytes does not match"
             )
-        self._note(self._completed, sid)
+        self._note(self._completed, sid, st.digest)
         return st.buf
 
     def _open(
@@ -383,8 +385,8 @@ class Reassembler:
                     f"differs from earlier chunks ({have!r})"
                 )
 
-    def _note(self, memory: OrderedDict[str, None], sid: str) -> None:
-        memory[sid] = None
+    def _note(self, memory: OrderedDict[str, Any], sid: str, value: Any = None) -> None:
+        memory[sid] = value
         memory.move_to_end(sid)
         while len(memory) > self._remember:
             memory.popitem(last=False)

@@ -26,6 +26,7 @@ ID_BYTES = 64  # the id rule allows 64 ASCII characters
 CODE_BYTES = 128  # machine-readable codes and names: reasons, kinds, versions, digests
 DETAIL_BYTES = 4096  # free text for people: rejection and failure details
 TOKEN_BYTES = 256  # admission tokens are 41 bytes (flcore.tokens)
+SIGNATURE_BYTES = 128  # control signatures are 72 bytes: key id + Ed25519 (flcore.signing)
 STREAM_ID_BYTES = 256  # update ids and stream ids: a few ids joined
 MAX_MODELS_PER_CHECKIN = 64
 MAX_HOSPITALS = 1024
@@ -88,6 +89,7 @@ ID = Bound(max_bytes=ID_BYTES)
 CODE = Bound(max_bytes=CODE_BYTES)
 DETAIL = Bound(max_bytes=DETAIL_BYTES)
 TOKEN = Bound(max_bytes=TOKEN_BYTES)
+SIGNATURE = Bound(max_bytes=SIGNATURE_BYTES)
 
 Limit = Bound | TensorBound
 

@@ -11,13 +11,14 @@ from schemas.tensors import Tensors
 
 
 @message(
-    version=1,
+    version=2,
     limits={
         "model": L.ID,
         "metric_names": L.Bound(max_items=L.MAX_METRICS, max_bytes=L.CODE_BYTES),
         "metric_values": L.Bound(max_items=L.MAX_METRICS),
         "artifact_digest": L.CODE,
         "tensors": L.TENSORS,
+        "signature": L.SIGNATURE,
     },
 )
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class ModelVersion:
     metric_values: tuple[float, ...]
     artifact_digest: str
     tensors: Tensors
+    signature: bytes = b""  # by the coordinator (flcore.signing); empty: unsigned
 
     def __post_init__(self) -> None:
         check_types(self)

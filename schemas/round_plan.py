@@ -20,13 +20,14 @@ from schemas.errors import ValidationError
 
 
 @message(
-    version=1,
+    version=2,
     limits={
         "model": L.ID,
         "state": L.CODE,
         "hospitals": L.Bound(max_items=L.MAX_HOSPITALS, max_bytes=L.ID_BYTES),
         "targets": L.Bound(max_items=L.MAX_HOSPITALS),
         "reason": L.DETAIL,
+        "signature": L.SIGNATURE,
     },
 )
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class RoundPlan:
     opened_at_ms: int
     deadline_ms: int
     reason: str
+    signature: bytes = b""  # by the coordinator (flcore.signing); empty: unsigned
 
     def __post_init__(self) -> None:
         check_types(self)

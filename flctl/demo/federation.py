@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flcore.signing import Signer
 from flctl.demo.buses import Buses
 from flctl.demo.options import DemoOptions
 from flproc.clock import wall_ms
@@ -85,7 +86,12 @@ class Federation:
 def coordinator_config(
     opts: DemoOptions, experiment: Experiment, work: Path, init_weights: dict[str, Path]
 ) -> CoordinatorConfig:
-    """The coordinator's settings for this run (artifacts under ``work``)."""
+    """The coordinator's settings for this run (artifacts under ``work``).
+
+    Every role runs in this process, so the signing key is an ephemeral pair drawn
+    for the run: the demo works with no flags, and its devices still adopt only
+    what this run's coordinator signed.
+    """
     return CoordinatorConfig(
         models=opts.models,
         hospitals=experiment.hospitals(),
@@ -95,6 +101,7 @@ def coordinator_config(
         init_weights=init_weights,
         seed=opts.seed,
         tick_ms=10,
+        signing_key=Signer.from_seed(secrets.token_bytes(32)),
     )
 
 
@@ -109,6 +116,9 @@ async def federation(
 ) -> AsyncIterator[Federation]:
     """Build and start every role but the coordinator's rounds; stop them all on exit."""
     secret = secrets.token_bytes(32)
+    if config.signing_key is None:
+        raise SettingError("signing_key", "the demo's coordinator config has no signing key")
+    pinned = config.signing_key.trusted()
     stop = asyncio.Event()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device-training")
     tasks: list[asyncio.Task[None]] = []
@@ -151,6 +161,7 @@ async def federation(
             experiment.partitions,
             buses.pubsub,
             work / "devices",
+            coordinator_key=pinned,
             dropout=opts.dropout,
             availability=opts.availability,
             seed=opts.seed,

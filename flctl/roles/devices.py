@@ -32,7 +32,7 @@ from flproc.startup import start
 from flsim.experiment import make_experiment
 from flsim.partition import Partition
 from flsim.population import AVAILABILITIES, Population
-from services.common.settings import HOSPITALS
+from services.common.settings import COORDINATOR_KEY, HOSPITALS
 from services.coordinator.config import MODELS, SEED
 
 NAME, PROG = "devices", "flctl devices"
@@ -64,6 +64,7 @@ AVAILABILITY = Setting(
 
 SETTINGS: tuple[Setting, ...] = (
     MQTT_URL,
+    COORDINATOR_KEY,
     *SPLIT,
     MODELS.but(help="models installed on every device, comma separated"),
     DROPOUT,
@@ -180,6 +181,7 @@ def run_devices(args: argparse.Namespace) -> int:
                 partitions,
                 lambda device_id: MqttBus(device_url(device_id), client_id=device_id),
                 settings["storage_dir"],
+                coordinator_key=settings["coordinator_key"],
                 dropout=settings["dropout"],
                 availability=settings["availability"],
                 seed=settings["seed"],

@@ -7,6 +7,7 @@ from typing import Any
 
 from flbus.kafka_auth import KafkaCredentials
 from flproc.errors import SettingError
+from flproc.keys import coordinator_key_file
 from flproc.parsers import ids_or_count, secret_bytes
 from flproc.settings import Setting
 
@@ -62,3 +63,14 @@ def kafka_credentials(values: Mapping[str, Any]) -> KafkaCredentials | None:
     if not password:
         raise SettingError("kafka_password", f"Kafka user {user!r} needs a password")
     return KafkaCredentials(user, password)
+
+
+COORDINATOR_KEY = Setting(
+    "coordinator_key",
+    "--coordinator-key",
+    "FL_COORDINATOR_KEY",
+    "the coordinator's Ed25519 public key (PEM file): devices adopt only plans, model "
+    "versions and artifacts it signed",
+    coordinator_key_file,
+    required=True,
+)

@@ -10,6 +10,7 @@ import numpy as np
 
 from flbus.port import LogBus
 from flproc.clock import Clock
+from flproc.errors import SettingError
 from flstore import ModelStore
 from modelzoo import flatten, generate_artifacts, get_spec
 from modelzoo.artifacts import INFO_FILE
@@ -45,7 +46,9 @@ def build(
     ``executor`` runs each close's export, evaluation and store writes off the
     event loop (None: the loop's default executor).
     """
-    outbox = KafkaOutbox(bus, clock)
+    if config.signing_key is None:  # devices would adopt nothing it publishes
+        raise SettingError("signing_key", "is required: the key that signs plans and versions")
+    outbox = KafkaOutbox(bus, clock, config.signing_key)
     models: dict[str, ModelRounds] = {}
     bundles: dict[str, ArtifactBundle] = {}
     for i, name in enumerate(config.models):

@@ -14,7 +14,9 @@ from typing import Any
 
 from flcore.errors import InvalidParameter
 from flcore.server_opt import SERVER_OPTIMIZERS, ServerOptimizer, make_server_optimizer
+from flcore.signing import Signer
 from flproc.errors import SettingError
+from flproc.keys import signing_key_file
 from flproc.parsers import Range, names, path, seconds_as_ms
 from flproc.settings import Setting
 from modelzoo import get_spec, model_names
@@ -141,6 +143,9 @@ class CoordinatorConfig:
     init_weights: Mapping[str, Path] = field(default_factory=dict)  # model -> .npz by name
     seed: int = 0
     tick_ms: int = 50
+    # Signs every plan, version and artifact bundle; required to build a coordinator
+    # (None only for a config that is read, never run).
+    signing_key: Signer | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -200,6 +205,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("artifacts_dir", "--artifacts-dir", "FL_ARTIFACTS_DIR",
             "where ORT training artifacts are generated", path, ".fl/artifacts"),
     SEED,
+    Setting("signing_key", "--signing-key", "FL_SIGNING_KEY",
+            "the Ed25519 private key (PKCS8 PEM file, mode 600) that signs every plan, model "
+            "version and artifact bundle (flctl provision writes one)",
+            signing_key_file, required=True),
 )  # fmt: skip
 """The settings of :class:`CoordinatorConfig` besides its rounds."""
 

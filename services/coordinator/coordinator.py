@@ -18,6 +18,7 @@ import structlog
 from flbus.errors import BusError
 from flbus.port import LogBus, LogSubscription, Record, TopicPartition
 from flcore.round_types import Phase
+from flcore.signing import Signer
 from flproc.health import ConsumerLag
 from schemas import (
     ArtifactBundle,
@@ -54,18 +55,25 @@ STALL_S = 20.0
 
 
 class KafkaOutbox:
-    """The coordinator's decisions as records on the service plane."""
+    """The coordinator's decisions as records on the service plane.
 
-    def __init__(self, bus: LogBus, clock: Callable[[], int]) -> None:
+    Every plan, model version and artifact bundle leaves signed by ``signer``
+    (devices adopt nothing else, docs/security.md).
+    """
+
+    def __init__(self, bus: LogBus, clock: Callable[[], int], signer: Signer) -> None:
         self.bus = bus
         self.clock = clock
+        self.signer = signer
 
     async def plan(self, plan: RoundPlan) -> None:
         """Publish a plan, keyed by model (the topic is compacted: latest wins)."""
+        plan = self.signer.sign(plan)
         await self.bus.publish(topics.KAFKA_ROUND_PLANS, encode(plan), key=plan.model.encode())
 
     async def version(self, version: ModelVersion) -> None:
         """Publish a model version in chunks."""
+        version = self.signer.sign(version)
         await publish_log_chunked(
             self.bus,
             topics.KAFKA_MODEL_VERSIONS,
@@ -76,6 +84,7 @@ class KafkaOutbox:
 
     async def artifacts(self, bundle: ArtifactBundle) -> None:
         """Publish a model's training artifacts in chunks."""
+        bundle = self.signer.sign(bundle)
         await publish_log_chunked(
             self.bus,
             topics.KAFKA_ARTIFACTS,

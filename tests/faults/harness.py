@@ -28,6 +28,7 @@ from flctl.brokers.supervise import Broker
 from schemas import AuditEvent, Chunk, ModelVersion, PartialAggregate, RoundPlan, decode, topics
 from schemas.chunking import ChunkedReceiver
 from schemas.errors import SchemaError
+from tests.support.signing import write_private_key, write_public_key
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "breast_cancer"
@@ -49,6 +50,11 @@ BASE_SETTINGS: dict[str, str] = {
     "FL_LOG_LEVEL": "info",
     "FL_STATS_INTERVAL": "2",
 }
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def wall_ms() -> int:
@@ -242,6 +248,9 @@ class Federation:
             "FL_STORE_DIR": str(root / "coordinator" / "models"),
             "FL_ARTIFACTS_DIR": str(root / "coordinator" / "artifacts"),
             "FL_DEVICE_STORAGE": str(root / "devices"),
+            # The coordinator signs with the test key pair; the devices pin its public half.
+            "FL_SIGNING_KEY": str(write_private_key(_folder(root / "signing"))),
+            "FL_COORDINATOR_KEY": str(write_public_key(_folder(root / "signing"))),
         }
 
     def role(self, name: str, argv: list[str], prefix: tuple[str, ...] = (), **env: str) -> Role:

@@ -32,6 +32,7 @@ from tests.support.device import (
     task,
     version_of,
 )
+from tests.support.signing import signed, write_public_key
 
 pytestmark = pytest.mark.mqtt
 
@@ -49,13 +50,14 @@ async def test_sdk_example_checks_in_trains_and_uploads_over_mosquitto(
     bus = MqttBus(mqtt_url)
     await bus.start()
     chunks = await publish_model(bus, version_of(art, model=MODEL), bundle_of(art, model=MODEL))
-    await bus.publish(plan_topic(MODEL), encode(replace(plan(1), model=MODEL)), retain=True)
+    await bus.publish(plan_topic(MODEL), encode(signed(replace(plan(1), model=MODEL))), retain=True)
     try:
         async with selector_side(bus, device_id) as sel:
             # Execute: run the example; admit its check-in; Ctrl-C once it reported.
             app = await asyncio.create_subprocess_exec(
                 sys.executable, str(ROOT / "examples/sdk_app.py"), mqtt_url,
                 "--device", device_id, "--storage", str(tmp_path / "app"), "--seconds", "90",
+                "--coordinator-key", str(write_public_key(tmp_path)),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )  # fmt: skip

@@ -34,6 +34,7 @@ from services.coordinator.coordinator import Coordinator
 from services.coordinator.evaluation import Evaluator, OnnxEvaluator
 from services.coordinator.model_rounds import ModelRounds
 from services.coordinator.plans import tensor_specs
+from tests.support.signing import SIGNER
 
 MODEL = "breast_cancer"
 
@@ -161,6 +162,7 @@ async def running_coordinator(
         {"h0": 4, "h1": 4} if population is None else population,
         artifacts_dir=tmp_path / "artifacts",
         tick_ms=5,
+        signing_key=SIGNER,
     )
     if evaluator is None:
         evaluator = OnnxEvaluator({MODEL: model_dataset(get_spec(MODEL))})

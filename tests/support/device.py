@@ -29,6 +29,7 @@ from schemas.topics import (
     task_topic,
     upload_topic,
 )
+from tests.support.signing import KEYS, signed
 
 MODEL = "digits_mlp"
 GOOD = DeviceConditions(True, True, True, 0.9, 2048)
@@ -46,13 +47,13 @@ class FakeClock:
 
 
 def plan(round_id: int = 1, base_version: int = 0, deadline_ms: int = 2**50) -> RoundPlan:
-    """A selecting round plan for MODEL in hospital h0."""
-    return RoundPlan(
+    """A selecting round plan for MODEL in hospital h0, signed by the test coordinator."""
+    return signed(RoundPlan(
         model=MODEL, round_id=round_id, base_version=base_version, state="selecting",
         local_epochs=1, max_steps=0, batch_size=16, learning_rate=0.1, clip_norm=0.0,
         noise_multiplier=0.0, hospitals=("h0",), targets=(1,), admission_probability=1.0,
         over_selection=1.3, min_fraction=0.5, opened_at_ms=0, deadline_ms=deadline_ms, reason="",
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def task(round_id: int = 1, *, model: str = MODEL, lr: float = 0.1, deadline_ms: int = 2**50,
@@ -66,18 +67,18 @@ def task(round_id: int = 1, *, model: str = MODEL, lr: float = 0.1, deadline_ms:
 
 
 def bundle_of(artifact_dir: Path, digest: str = "art-1", model: str = MODEL) -> ArtifactBundle:
-    """Every file of an artifact directory as one bundle."""
+    """Every file of an artifact directory as one bundle, signed by the test coordinator."""
     files = {p.name: p.read_bytes() for p in artifact_dir.iterdir() if p.is_file()}
-    return ArtifactBundle.pack(model, digest, files)
+    return signed(ArtifactBundle.pack(model, digest, files))
 
 
 def version_of(
     artifact_dir: Path, version: int = 0, digest: str = "art-1", model: str = MODEL
 ) -> ModelVersion:
-    """The checkpoint's initial weights as a ModelVersion."""
+    """The checkpoint's initial weights as a ModelVersion, signed by the test coordinator."""
     trainer = Trainer(artifact_dir)
-    return ModelVersion(model, version, -1, -1, 0, (), (), digest,
-                        to_tensors(trainer.manifest, trainer.weights()))  # fmt: skip
+    return signed(ModelVersion(model, version, -1, -1, 0, (), (), digest,
+                               to_tensors(trainer.manifest, trainer.weights())))  # fmt: skip
 
 
 async def publish_model(
@@ -165,15 +166,18 @@ def make_device(
 ) -> Device:
     """Device ``device`` of h0 with 60 labelled digits, good conditions unless overridden.
 
-    ``kwargs`` replace DeviceConfig fields, except ``conditions`` and ``decode_broadcast``.
+    ``kwargs`` replace DeviceConfig fields, except ``conditions``, ``decode_broadcast`` and
+    ``coordinator_key`` (default: the test coordinator's, tests.support.signing).
     """
     conditions = kwargs.pop("conditions", GOOD)
     decoder = kwargs.pop("decode_broadcast", decode)
+    keys = kwargs.pop("coordinator_key", KEYS)
     config = DeviceConfig(device, "h0", (MODEL,), root, poll_interval_s=0.02, max_chunk_bytes=4096)
     config = replace(config, **kwargs)
     dev = Device(
         config,
         bus,
+        coordinator_key=keys,
         conditions=FixedConditions(conditions),
         clock=clock,
         seed=1,

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from flctl.main import accepted_env_vars
+from tests.support.signing import write_private_key
 
 pytestmark = pytest.mark.unit
 
@@ -165,7 +166,7 @@ def _resolved(env: dict[str, str]) -> dict[str, str]:
 
 
 def test_compose_roles_start_with_valid_settings(
-    services: dict, monkeypatch: pytest.MonkeyPatch
+    services: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Each role's command and environment give a configuration its process accepts."""
     from flctl.main import build_parser
@@ -184,6 +185,8 @@ def test_compose_roles_start_with_valid_settings(
             continue
         for key in [k for k in os.environ if k.startswith("FL_")]:
             monkeypatch.delenv(key)
+        # The signing key pair is the deployment's own (flctl provision), never in the repo.
+        monkeypatch.setenv("FL_SIGNING_KEY", str(write_private_key(tmp_path)))
         for key, value in _resolved(_env(service)).items():
             monkeypatch.setenv(key, value)
         command = service["command"]

@@ -30,6 +30,7 @@ from services.coordinator.coordinator import Coordinator
 from services.coordinator.evaluation import OnnxEvaluator
 from services.coordinator.plans import tensor_specs
 from tests.support.coordinator import MODEL, FakeClock, Harness, running_coordinator
+from tests.support.signing import SIGNER
 
 pytestmark = pytest.mark.unit
 
@@ -139,7 +140,8 @@ async def test_restarted_coordinator_resumes_version_round_and_optimizer(tmp_pat
     settings = RoundSettings(rounds=1, round_timeout_ms=10_000, selection_window_ms=1_000,
                              server_optimizer="fedadam")  # fmt: skip
     config = CoordinatorConfig((MODEL,), ("h0",), settings, {"h0": 2},
-                               artifacts_dir=tmp_path / "artifacts", tick_ms=5)  # fmt: skip
+                               artifacts_dir=tmp_path / "artifacts", tick_ms=5,
+                               signing_key=SIGNER)  # fmt: skip
     evaluator = OnnxEvaluator({MODEL: model_dataset(get_spec(MODEL))})
     plans = await bus.subscribe([topics.KAFKA_ROUND_PLANS])
 

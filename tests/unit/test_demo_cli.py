@@ -11,6 +11,7 @@ from flbus.errors import BrokerUnavailableError
 from flctl.demo_cli import options_from_args
 from flctl.main import build_parser, main
 from flctl.roles.coordinator import config_from_args as coordinator_config
+from tests.support.signing import write_private_key
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("no_fl_env")]
 
@@ -61,10 +62,11 @@ def test_demo_unreachable_broker_is_one_line_and_exit_1(
     assert err == "flctl demo: no Kafka broker answered at 127.0.0.1:2 within 15s\n"
 
 
-def test_demo_and_coordinator_default_to_one_server_optimizer() -> None:
+def test_demo_and_coordinator_default_to_one_server_optimizer(tmp_path: Path) -> None:
     parser = build_parser()
     demo = options_from_args(parser.parse_args(["demo"]))
-    coordinator = coordinator_config(parser.parse_args(["coordinator"]))
+    key = str(write_private_key(tmp_path))
+    coordinator = coordinator_config(parser.parse_args(["coordinator", "--signing-key", key]))
     assert demo.rounds.server_optimizer == coordinator.rounds.server_optimizer == "fedadam"
 
 
@@ -77,11 +79,13 @@ def test_demo_takes_devices_per_hospital_like_every_role() -> None:
         assert "--devices-per-hospital" in flags and "--devices" not in flags, command
 
 
-def test_coordinator_takes_zero_rounds_as_forever_where_the_demo_refuses_it() -> None:
+def test_coordinator_takes_zero_rounds_as_forever_where_the_demo_refuses_it(
+    tmp_path: Path,
+) -> None:
     parser = build_parser()
-    assert (
-        coordinator_config(parser.parse_args(["coordinator", "--rounds", "0"])).rounds.rounds == 0
-    )
+    key = str(write_private_key(tmp_path))
+    args = parser.parse_args(["coordinator", "--rounds", "0", "--signing-key", key])
+    assert coordinator_config(args).rounds.rounds == 0
     with pytest.raises(ValueError, match="must be an integer >= 1"):
         options_from_args(parser.parse_args(["demo", "--rounds", "0"]))
 

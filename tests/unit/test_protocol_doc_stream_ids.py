@@ -11,6 +11,7 @@ from flbus.memory import MemoryLog
 from schemas import Chunk, ModelVersion, Tensors, TensorSpec, decode, topics
 from schemas.doc import DOC
 from services.coordinator.coordinator import KafkaOutbox
+from tests.support.signing import SIGNER
 
 pytestmark = pytest.mark.unit
 
@@ -23,7 +24,7 @@ async def test_protocol_doc_gives_the_model_version_stream_id_the_coordinator_se
     version = ModelVersion("digits_mlp", 7, 6, 7, 1_000, ("accuracy",), (0.9,), "abc", tensors)
 
     # Execute: publish a version, read the stream id off the wire, and the doc's templates
-    await KafkaOutbox(bus, clock=lambda: 1_000).version(version)
+    await KafkaOutbox(bus, clock=lambda: 1_000, signer=SIGNER).version(version)
     sub = await bus.subscribe([topics.KAFKA_MODEL_VERSIONS], start="earliest")
     record = await sub.get(1.0)
     await bus.stop()

@@ -92,6 +92,20 @@ def test_reassembler_late_duplicate_after_completion_is_ignored() -> None:
     assert rx.pending == []
 
 
+def test_reassembler_stream_reusing_a_completed_id_with_other_bytes_is_new() -> None:
+    # A forged stream that took a model version's stream id first must not shadow
+    # the genuine one (the device refuses the forgery after reassembly).
+    r = Reassembler()
+    forged = bytes(len(PAYLOAD))
+    for c in _chunks(forged):
+        got = r.add(c, 0)
+    assert got is not None and bytes(got) == forged
+
+    results = [r.add(c, 0) for c in _chunks()]
+
+    assert bytes(results[-1] or b"") == PAYLOAD
+
+
 def test_reassembler_digest_mismatch_raises() -> None:
     chunks = _chunks()
     bad = bytearray(chunks[1].payload)

@@ -142,7 +142,11 @@ def test_codec_round_trip_preserves_every_field(msg: Any) -> None:
 def test_codec_schema_metadata_carries_type_and_version(msg: Any) -> None:
     schema = pa.ipc.open_stream(encode(msg)).schema
     assert schema.metadata[b"fl.type"] == type(msg).__name__.encode()
-    assert schema.metadata[b"fl.schema_version"] == b"1"
+    assert schema.metadata[b"fl.schema_version"] == str(type(msg).SCHEMA_VERSION).encode()
+    # Version 2 added the coordinator's signature to the control messages.
+    signed = type(msg).__name__ in ("RoundPlan", "ModelVersion", "ArtifactBundle")
+    version: int = type(msg).SCHEMA_VERSION
+    assert version == (2 if signed else 1)
 
 
 def test_decode_tensors_are_views_into_the_input_bytes() -> None:

@@ -36,7 +36,7 @@ def parts(tmp_path: Path) -> Iterator[tuple[DeviceContext, ModelState, MemoryPub
     now = ctx.now()
     store.record_prediction("ex0", np.zeros(64, np.float32), 1, now, model=MODEL)
     store.attach_label("ex0", 1, now)
-    state = ModelState(MODEL, tmp_path / "artifacts")
+    state = ModelState(MODEL, tmp_path / "artifacts", lambda *_: False)  # no downloads here
     state.plan = plan(1)
     yield ctx, state, bus
     store.close()

@@ -30,6 +30,7 @@ from tests.support.device import (
     task,
     version_of,
 )
+from tests.support.signing import signed
 
 pytestmark = pytest.mark.unit
 
@@ -203,7 +204,7 @@ async def test_device_wrong_shape_weights_report_failure(
     await bus.start()
     good = version_of(artifact_dir)
     bad_tensors = Tensors((TensorSpec("w", (good.tensors.flat.size,)),), good.tensors.flat)
-    bad = type(good)(MODEL, 0, -1, -1, 0, (), (), "art-1", bad_tensors)
+    bad = signed(type(good)(MODEL, 0, -1, -1, 0, (), (), "art-1", bad_tensors))
     await publish_model(bus, bad, bundle_of(artifact_dir))
     try:
         failure = await _failure_for(bus, tmp_path, task(1))

@@ -19,6 +19,7 @@ from schemas.chunking import ChunkedReceiver
 from schemas.topics import MQTT_ROOT, plan_topic
 from tests.support.device import MODEL, bundle_of, plan, publish_model, version_of
 from tests.support.device import task as make_task
+from tests.support.signing import KEYS, signed
 
 pytestmark = pytest.mark.unit
 
@@ -49,12 +50,12 @@ async def test_population_devices_decode_a_plan_once_between_them(tmp_path: Path
     ).partitions
     sub = await bus.subscribe([f"{MQTT_ROOT}/+/+/checkin"])
     population = Population.from_partition(
-        partitions, lambda _: bus, tmp_path / "devices", seed=0, manage_buses=False,
-        poll_interval_s=0.02,
+        partitions, lambda _: bus, tmp_path / "devices", coordinator_key=KEYS, seed=0,
+        manage_buses=False, poll_interval_s=0.02,
     )  # fmt: skip
     stop = asyncio.Event()
     job = asyncio.create_task(population.run(stop))
-    both = replace(plan(1), hospitals=("h0", "h1"), targets=(3, 3))
+    both = signed(replace(plan(1), hospitals=("h0", "h1"), targets=(3, 3)))
     await bus.publish(plan_topic(MODEL), encode(both), retain=True)
     # Execute: wait until every device checked in on that plan.
     checked_in: set[str] = set()
@@ -86,12 +87,12 @@ async def test_population_devices_each_upload_their_shard_once(tmp_path: Path) -
     sub = await bus.subscribe([f"{MQTT_ROOT}/+/+/checkin", f"{MQTT_ROOT}/+/+/upload"])
     with ThreadPoolExecutor(1) as pool:
         population = Population.from_partition(
-            partitions, lambda _: bus, tmp_path / "devices", seed=0, executor=pool,
-            manage_buses=False, poll_interval_s=0.02,
+            partitions, lambda _: bus, tmp_path / "devices", coordinator_key=KEYS, seed=0,
+            executor=pool, manage_buses=False, poll_interval_s=0.02,
         )  # fmt: skip
         stop = asyncio.Event()
         job = asyncio.create_task(population.run(stop))
-        both = replace(plan(1), hospitals=("h0", "h1"), targets=(3, 3))
+        both = signed(replace(plan(1), hospitals=("h0", "h1"), targets=(3, 3)))
         await bus.publish(plan_topic(MODEL), encode(both), retain=True)
         # Execute: admit every check-in, collect the updates.
         rx, updates = ChunkedReceiver(), {}
