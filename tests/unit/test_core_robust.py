@@ -120,3 +120,11 @@ def test_master_median_of_two_hospitals_is_their_unweighted_mean() -> None:
     got = combine(parts, np.zeros(2, np.float32), make_server_optimizer("fedavg"),
                   ServerOptState(), rule="median")  # fmt: skip
     np.testing.assert_allclose(got.weights, [1, 2])
+
+
+def test_the_plan_names_exactly_the_rules_the_core_has() -> None:
+    from flcore.robust import MAX_TRIM_FRACTION, RULES
+    from schemas import round_plan
+
+    assert round_plan.AGGREGATIONS == RULES
+    assert round_plan.MAX_TRIM_FRACTION == MAX_TRIM_FRACTION

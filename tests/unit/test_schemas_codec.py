@@ -101,6 +101,8 @@ def samples() -> list[Any]:
             1_700_000_000_000,
             1_700_003_600_000,
             "",
+            "trimmed_mean",
+            0.2,
         ),
         ModelUpdate("m1", 3, 2, "dev-1", "hosp_a", 120, 0.42, 33.0, b"tok", "upd-1", t),
         TrainingFailure("m1", 3, "dev-1", "hosp_a", "out_of_memory", "OOM at step 4", 5),
@@ -142,7 +144,8 @@ def test_codec_round_trip_preserves_every_field(msg: Any) -> None:
 def test_codec_schema_metadata_carries_type_and_version(msg: Any) -> None:
     schema = pa.ipc.open_stream(encode(msg)).schema
     assert schema.metadata[b"fl.type"] == type(msg).__name__.encode()
-    assert schema.metadata[b"fl.schema_version"] == b"1"
+    assert schema.metadata[b"fl.schema_version"] == str(type(msg).SCHEMA_VERSION).encode()
+    assert (2 if isinstance(msg, RoundPlan) else 1) == type(msg).SCHEMA_VERSION
 
 
 def test_decode_tensors_are_views_into_the_input_bytes() -> None:
