@@ -75,7 +75,8 @@ def _checked(stack: np.ndarray) -> np.ndarray:
 def coordinate_median(stack: np.ndarray) -> np.ndarray:
     """Per coordinate, the median of the rows (even count: mean of the two middle values)."""
     s = _checked(stack)
-    return np.median(s, axis=0).astype(np.float32)
+    out: np.ndarray = np.median(s, axis=0).astype(np.float32)
+    return out
 
 
 def trimmed_mean(stack: np.ndarray, trim_fraction: float) -> np.ndarray:
@@ -88,10 +89,13 @@ def trimmed_mean(stack: np.ndarray, trim_fraction: float) -> np.ndarray:
     s = _checked(stack)
     n = s.shape[0]
     k = trim_count(n, trim_fraction)
-    if k == 0:
-        return s.mean(axis=0, dtype=np.float64).astype(np.float32)
-    kept = np.sort(s, axis=0)[k : n - k]
-    return kept.mean(axis=0, dtype=np.float64).astype(np.float32)
+    kept = s if k == 0 else np.sort(s, axis=0)[k : n - k]
+    return _mean(kept)
+
+
+def _mean(rows: np.ndarray) -> np.ndarray:
+    out: np.ndarray = rows.mean(axis=0, dtype=np.float64).astype(np.float32)
+    return out
 
 
 def robust_mean(rule: str, stack: np.ndarray, trim_fraction: float = 0.0) -> np.ndarray:
@@ -101,7 +105,7 @@ def robust_mean(rule: str, stack: np.ndarray, trim_fraction: float = 0.0) -> np.
         return coordinate_median(stack)
     if rule == TRIMMED_MEAN:
         return trimmed_mean(stack, trim_fraction)
-    return _checked(stack).mean(axis=0, dtype=np.float64).astype(np.float32)
+    return _mean(_checked(stack))
 
 
 class UpdateStack:
