@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Hashable
 
 from flcore.errors import InvalidParameter
 
@@ -38,19 +39,22 @@ def example_weight(claimed: int, previous: int | None, growth: float) -> tuple[i
 
 
 class ExampleHistory:
-    """The last reported count of at most ``limit`` devices (least recently seen go first)."""
+    """The last reported count of at most ``limit`` keys (least recently seen go first).
+
+    Key by (model, device): one device reports different counts for different models.
+    """
 
     def __init__(self, limit: int, growth: float) -> None:
         """Remember ``limit`` devices; a report may grow by ``growth`` (>= 1) at most."""
         if limit < 1 or not growth >= 1:
             raise InvalidParameter(f"need limit >= 1 and growth >= 1, got {limit}, {growth}")
         self.limit, self.growth = limit, growth
-        self._last: OrderedDict[str, int] = OrderedDict()
+        self._last: OrderedDict[Hashable, int] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._last)
 
-    def weigh(self, device: str, claimed: int) -> tuple[int, bool]:
+    def weigh(self, device: Hashable, claimed: int) -> tuple[int, bool]:
         """The weight of ``device``'s report of ``claimed`` examples, and whether it was clamped.
 
         Remembers the weight used (a clamped claim does not raise the next bound).

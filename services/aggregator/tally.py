@@ -220,7 +220,9 @@ class RoundBook:
         tally = self.open[update.model]
         weight, clamped = update.num_examples, False
         if self.history is not None:
-            weight, clamped = self.history.weigh(update.device_id, update.num_examples)
+            weight, clamped = self.history.weigh(
+                (update.model, update.device_id), update.num_examples
+            )
         tally.clamped += clamped
         flat = update.tensors.flat
         if is_robust(tally.plan.aggregation):

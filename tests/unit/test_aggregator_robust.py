@@ -132,3 +132,20 @@ async def test_a_jump_in_a_device_example_count_is_clamped_to_its_history() -> N
                world.update("d1", second[1].tensors.flat, examples=20)]  # fmt: skip
     np.testing.assert_allclose(partial.tensors.flat, weighted_sum(clamped), rtol=1e-6)
     assert "update.clamped" in [e.kind for e in await world.audits()]
+
+
+async def test_one_device_reporting_different_counts_for_two_models_is_not_clamped() -> None:
+    world = World()
+    other = World(world.bus)
+    other.model = "m2"
+    await world.bus.start()
+    for w in (world, other):
+        await w.version(0)
+        await w.plan(goal=1)
+    agg = await world.start()
+    await world.send(world.update("d0", examples=10))
+    await eventually(lambda: agg.stats().partials == 1)
+    await world.send(other.update("d0", examples=1000))
+    await eventually(lambda: agg.stats().partials == 2)
+    await world.stop(agg)
+    assert agg.stats().clamped == 0
