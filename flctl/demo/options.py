@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flsim.attack import Attack
+from flsim.attack import ATTACKS, Attack
 from services.coordinator.config import RoundSettings
 
 
@@ -50,6 +50,9 @@ class DemoOptions:
             )
         if self.hospitals < 1 or self.devices < 1 or self.selectors < 1:
             raise ValueError("hospitals, devices and selectors must be >= 1")
-        Attack(self.attackers, self.attack, norm_bound=self.rounds.clip_norm)  # or ValueError
+        if self.attackers:  # raises ValueError naming the problem
+            Attack(self.attackers, self.attack, norm_bound=self.rounds.clip_norm)
+        elif self.attack not in ATTACKS:
+            raise ValueError(f"attack must be one of {sorted(ATTACKS)}, got {self.attack!r}")
         if not 0 <= self.dropout <= 1:
             raise ValueError(f"dropout must be in [0, 1], got {self.dropout}")
