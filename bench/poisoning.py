@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", type=int, default=10, help="per hospital")
     p.add_argument("--attackers", type=float, default=0.1)
     p.add_argument("--rules", default="fedavg,median,trimmed_mean")
+    p.add_argument("--trim-fraction", type=float, default=0.3, help="of trimmed_mean")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     configure_logging("console", "error")
@@ -131,13 +132,15 @@ def main(argv: list[str] | None = None) -> int:
             round_timeout_ms=10_000,
             selection_window_ms=2_000,
             server_optimizer="fedadam",
+            trim_fraction=args.trim_fraction,
         ),
         seed=args.seed,
     )
     rows = asyncio.run(compare(base, args.rules.split(","), args.attackers))
     print(
         f"poisoning: {args.attackers:.0%} attackers of {args.hospitals}x{args.devices} devices, "
-        f"{args.rounds} rounds, seed {args.seed}, clip norm {base.rounds.clip_norm}; "
+        f"{args.rounds} rounds, seed {args.seed}, clip norm {base.rounds.clip_norm}, "
+        f"trim fraction {args.trim_fraction}; "
         f"pts = final minus clean (same rule, same seed); check: robust rules within "
         f"{TOLERANCE * 100:.0f} points of clean"
     )

@@ -88,7 +88,7 @@ class RoundSettings:
     goal_growth: float = 2.0  # a hospital's goal grows at most this much from round to round
     max_devices_per_hospital: int = 10_000  # devices counted from check-ins at most
     aggregation: str = "fedavg"  # or median / trimmed_mean, at hospitals and across them
-    trim_fraction: float = 0.2  # share trimmed_mean drops from each side
+    trim_fraction: float = 0.3  # share trimmed_mean drops from each side (3 of 10)
 
     def __post_init__(self) -> None:
         for name in _ROUND_NUMBERS:
@@ -276,6 +276,6 @@ ROUND_SETTINGS: tuple[Setting, ...] = (
             default="fedavg", choices=RULES),
     Setting("trim_fraction", "--trim-fraction", "FL_TRIM_FRACTION",
             "share of the values trimmed_mean drops from each side, per coordinate",
-            _rng("trim_fraction"), "0.2"),
+            _rng("trim_fraction"), "0.3"),
 )  # fmt: skip
 """The settings of :class:`RoundSettings`, shared by ``flctl coordinator`` and ``flctl demo``."""
