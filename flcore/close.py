@@ -65,6 +65,8 @@ def next_version(
     noise_multiplier: float = 0.0,
     clip_norm: float = 0.0,
     rng: np.random.Generator | None = None,
+    rule: str = "fedavg",
+    trim_fraction: float = 0.0,
 ) -> NextVersion:
     """Combine a round's partials into the version after ``base``.
 
@@ -80,6 +82,8 @@ def next_version(
         The round that makes the version and when it closed (the lineage).
     noise_multiplier, clip_norm, rng:
         Central Gaussian noise, as :func:`flcore.master.combine` adds it.
+    rule, trim_fraction:
+        The aggregation rule across hospitals (:func:`flcore.master.combine`).
 
     Returns
     -------
@@ -104,6 +108,8 @@ def next_version(
         noise_multiplier=noise_multiplier,
         clip_norm=clip_norm,
         rng=rng,
+        rule=rule,
+        trim_fraction=trim_fraction,
     )
     loss_sum = sum(p.loss_sum for p in partials if p.num_updates > 0)
     train_loss = loss_sum / result.num_examples

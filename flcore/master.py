@@ -16,6 +16,7 @@ import numpy as np
 
 from flcore.errors import EmptyAggregate, SizeMismatch
 from flcore.privacy import add_gaussian_noise, central_noise_stddev
+from flcore.robust import FEDAVG, robust_mean
 from flcore.server_opt import ServerOptimizer, ServerOptState
 
 
@@ -50,6 +51,8 @@ def combine(
     noise_multiplier: float = 0.0,
     clip_norm: float = 0.0,
     rng: np.random.Generator | None = None,
+    rule: str = FEDAVG,
+    trim_fraction: float = 0.0,
 ) -> MasterResult:
     """Combine the partials into the next global weights.
 
@@ -64,6 +67,12 @@ def combine(
     noise_multiplier, clip_norm, rng:
         Central Gaussian noise of stddev ``noise_multiplier * clip_norm / updates``
         on the mean delta; off when ``noise_multiplier`` is 0.
+    rule, trim_fraction:
+        ``fedavg``: the example-weighted mean of every update. ``median`` or
+        ``trimmed_mean``: each hospital's partial carries ``num_examples`` times
+        its own robust estimate; the rule applies again, unweighted, across the
+        hospitals' estimates (``flcore.robust``). With 2 hospitals the median is
+        their plain mean; with 3 it is the middle one, per coordinate.
 
     Returns
     -------
@@ -88,7 +97,11 @@ def combine(
                 f"the model {weights.size}"
             )
         total += p.weighted_sum
-    mean_delta = total / examples
+    if rule == FEDAVG:
+        mean_delta = total / examples
+    else:
+        estimates = np.stack([p.weighted_sum / p.num_examples for p in reporting])
+        mean_delta = robust_mean(rule, estimates, trim_fraction).astype(np.float64)
     updates = sum(p.num_updates for p in reporting)
     if noise_multiplier > 0:
         if rng is None:

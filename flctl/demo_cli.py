@@ -17,7 +17,7 @@ from flctl.roles.devices import ALPHA, AVAILABILITY, DEVICES_PER_HOSPITAL, DROPO
 from flproc.errors import SettingError
 from flproc.health import EXIT_BUS_FAILED, failure_among
 from flproc.logs import prepare_process
-from flproc.parsers import Range, integer, path
+from flproc.parsers import Range, integer, number, path
 from flproc.redaction import redact
 from flproc.settings import (
     EXIT_BAD_SETTING,
@@ -31,6 +31,7 @@ from flproc.settings import (
     explain,
     resolve,
 )
+from flsim.attack import ATTACKS
 from flsim.errors import SimulationError
 from modelzoo import ZooError
 from services.coordinator.config import MODELS, ROUND_SETTINGS, SEED, RoundSettings
@@ -72,6 +73,13 @@ SETTINGS: tuple[Setting, ...] = (
             "fc2.bias [10]; a file that fits no model is refused with every model's list", path),
     DROPOUT,
     AVAILABILITY,
+    Setting("attackers", "--attackers", "FL_DEMO_ATTACKERS",
+            "share of the devices that send poisoned updates (poisoning drill; 0: none)",
+            number(Range(0, 1)), "0"),
+    Setting("attack", "--attack", "FL_DEMO_ATTACK",
+            "what attackers send: sign_flip (update x -1), scale (x -10) or boost (reversed, "
+            "at 99% of --clip-norm)",
+            default="sign_flip", choices=tuple(sorted(ATTACKS))),
     Setting("selectors", "--selectors", "FL_DEMO_SELECTORS",
             "selector replicas on one shared subscription", integer(Range(1)), "2"),
     Setting("out", "--out", "FL_DEMO_OUT",
@@ -118,6 +126,8 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         init_weights=v["init_weights"],
         dropout=v["dropout"],
         availability=v["availability"],
+        attackers=v["attackers"],
+        attack=v["attack"],
         selectors=v["selectors"],
         brokers="external" if external else v["brokers"],
         mqtt_url=v["mqtt_url"],

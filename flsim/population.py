@@ -34,6 +34,7 @@ from flbus.errors import BusError
 from flbus.port import PubSubBus
 from flcore.signing import TrustedKeys
 from flproc.clock import wall_ms
+from flsim.attack import Attack, AttackerBus
 from flsim.datasets import model_dataset
 from flsim.partition import Partition
 from modelzoo.registry import get_spec
@@ -135,13 +136,15 @@ class Population:
         manage_buses: bool = True,
         clock: Callable[[], int] = wall_ms,
         poll_interval_s: float = 0.25,
+        attack: Attack | None = None,
     ) -> Population:
         """One Device per (hospital, device) of the partitions, holding its rows of each model.
 
         Every device pins ``coordinator_key``. ``bus_factory(device_id)`` gives each
         device its bus (an ``MqttBus`` with that client id, or one shared
         ``MemoryPubSub``). With ``manage_buses`` the
-        population starts and stops every distinct bus it was given.
+        population starts and stops every distinct bus it was given. With ``attack``,
+        its share of the devices upload poisoned updates (:mod:`flsim.attack`).
         """
         sim = SimClock.compressed(week_seconds, wall=clock)
         shards: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
@@ -149,6 +152,7 @@ class Population:
             for shard in partition.devices:
                 shards.setdefault((shard.hospital, shard.device), {})[model] = shard.train
         rng = np.random.default_rng(seed)
+        attackers = attack.choose([d for _, d in sorted(shards)]) if attack else frozenset()
         devices: list[Device] = []
         buses: list[PubSubBus] = []
         for index, ((hospital, device_id), rows) in enumerate(sorted(shards.items())):
@@ -165,6 +169,8 @@ class Population:
             bus = bus_factory(device_id)
             if all(b is not bus for b in buses):
                 buses.append(bus)
+            if attack is not None and device_id in attackers:
+                bus = AttackerBus(bus, attack)  # the inner bus is started and stopped
             device = Device(
                 config,
                 bus,
@@ -186,6 +192,8 @@ class Population:
             models=sorted(partitions),
             availability=availability,
             dropout=dropout,
+            attackers=sorted(attackers),
+            attack=attack.behaviour if attack else None,
         )
         return cls(devices, buses=buses, manage_buses=manage_buses)
 
@@ -217,6 +225,10 @@ class Population:
                 log.warning("bus.unavailable", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    def poisoned(self) -> int:
+        """Updates the attackers' buses rewrote."""
+        return sum(d.bus.poisoned for d in self.devices if isinstance(d.bus, AttackerBus))
 
     def totals(self) -> dict[str, Any]:
         """Check-ins, tasks, uploads, failures, dropouts and training seconds, summed."""

@@ -13,10 +13,14 @@ from schemas._base import (
     message,
     non_empty,
     non_negative,
+    one_of,
     positive,
     same_length,
 )
 from schemas.errors import ValidationError
+
+AGGREGATIONS = ("fedavg", "median", "trimmed_mean")  # flcore.robust.RULES (schemas imports no core)
+MAX_TRIM_FRACTION = 0.45  # flcore.robust.MAX_TRIM_FRACTION
 
 
 @message(
@@ -27,12 +31,19 @@ from schemas.errors import ValidationError
         "hospitals": L.Bound(max_items=L.MAX_HOSPITALS, max_bytes=L.ID_BYTES),
         "targets": L.Bound(max_items=L.MAX_HOSPITALS),
         "reason": L.DETAIL,
+        "aggregation": L.CODE,
         "signature": L.SIGNATURE,
     },
 )
 @dataclass(frozen=True, slots=True)
 class RoundPlan:
-    """Round configuration; ``targets[i]`` is the number of updates wanted from ``hospitals[i]``."""
+    """Round configuration; ``targets[i]`` is the number of updates wanted from ``hospitals[i]``.
+
+    Version 2 added ``aggregation`` (``fedavg``, ``median`` or ``trimmed_mean``:
+    how each hospital combines its devices' updates, and the coordinator the
+    hospitals' partials) and ``trim_fraction`` (share dropped from each side
+    by ``trimmed_mean``, at most 0.45).
+    """
 
     model: str
     round_id: int
@@ -52,6 +63,8 @@ class RoundPlan:
     opened_at_ms: int
     deadline_ms: int
     reason: str
+    aggregation: str = "fedavg"
+    trim_fraction: float = 0.0
     signature: bytes = b""  # by the coordinator (flcore.signing); empty: unsigned
 
     def __post_init__(self) -> None:
@@ -79,3 +92,6 @@ class RoundPlan:
         non_negative(self, "clip_norm", "noise_multiplier", "over_selection")
         in_range(self, "admission_probability", 0.0, 1.0)
         in_range(self, "min_fraction", 0.0, 1.0)
+        one_of(self, "aggregation", AGGREGATIONS)
+        finite(self, "trim_fraction")
+        in_range(self, "trim_fraction", 0.0, MAX_TRIM_FRACTION)

@@ -23,6 +23,7 @@ from flctl.demo.buses import Buses
 from flctl.demo.options import DemoOptions
 from flproc.clock import wall_ms
 from flproc.errors import SettingError
+from flsim.attack import Attack
 from flsim.experiment import Experiment
 from flsim.population import Population
 from flstore import ModelStore
@@ -51,6 +52,10 @@ class Federation:
     def spans(self) -> list[tuple[int, int]]:
         """When some device was training: (start, end) in wall milliseconds."""
         return [sp for dev in self.population.devices for sp in dev.stats.training_spans]
+
+    def poisoned(self) -> int:
+        """Poisoned updates the attackers uploaded (0 without attackers)."""
+        return self.population.poisoned()
 
     async def ready(self) -> None:
         """Wait until every selector serves devices (a failed role stops the wait)."""
@@ -170,6 +175,7 @@ async def federation(
             manage_buses=opts.brokers != "memory",
             clock=wall_ms,
             poll_interval_s=0.05,
+            attack=attack_of(opts),
         )
         if opts.brokers == "memory":
             await buses.pubsub_for("devices")
@@ -179,6 +185,13 @@ async def federation(
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         executor.shutdown(wait=True)
+
+
+def attack_of(opts: DemoOptions) -> Attack | None:
+    """The run's attackers (None: a clean run); ``boost`` aims at the round's clip norm."""
+    if not opts.attackers:
+        return None
+    return Attack(opts.attackers, opts.attack, opts.seed, opts.rounds.clip_norm)
 
 
 def init_weights_for(opts: DemoOptions) -> dict[str, Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flsim.attack import ATTACKS, Attack
 from services.coordinator.config import RoundSettings
 
 
@@ -32,6 +33,8 @@ class DemoOptions:
     # None: ``out/work`` with --out, else a temporary directory removed after the run.
     work_dir: Path | None = None
     stop_hospitals: tuple[str, ...] = ()  # aggregators not started (fault drill)
+    attackers: float = 0.0  # share of devices sending poisoned updates (poisoning drill)
+    attack: str = "sign_flip"  # flsim.attack.ATTACKS
 
     def __post_init__(self) -> None:
         if self.brokers not in ("memory", "local", "external"):
@@ -47,5 +50,9 @@ class DemoOptions:
             )
         if self.hospitals < 1 or self.devices < 1 or self.selectors < 1:
             raise ValueError("hospitals, devices and selectors must be >= 1")
+        if self.attackers:  # raises ValueError naming the problem
+            Attack(self.attackers, self.attack, norm_bound=self.rounds.clip_norm)
+        elif self.attack not in ATTACKS:
+            raise ValueError(f"attack must be one of {sorted(ATTACKS)}, got {self.attack!r}")
         if not 0 <= self.dropout <= 1:
             raise ValueError(f"dropout must be in [0, 1], got {self.dropout}")

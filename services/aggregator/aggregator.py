@@ -24,7 +24,7 @@ import structlog
 from flbus.errors import BusError
 from flbus.port import LogBus, LogSubscription, Record, TopicPartition
 from flproc.health import ConsumerLag
-from schemas import ModelVersion, RoundPlan, decode
+from schemas import ModelUpdate, ModelVersion, RoundPlan, decode
 from schemas.chunking import ChunkedReceiver
 from schemas.topics import (
     KAFKA_MODEL_VERSIONS,
@@ -63,7 +63,12 @@ class Aggregator:
         health: ConsumerLag | None = None,
     ) -> None:
         self.config = config
-        self.book = RoundBook(config.hospital, max_examples=config.max_examples)
+        self.book = RoundBook(
+            config.hospital,
+            max_examples=config.max_examples,
+            max_robust_bytes=config.max_robust_bytes,
+            history=config.example_memory(),
+        )
         self._bus, self._clock = bus, clock
         self._intake = UpdateIntake(config.stream_limits)
         self._versions = ChunkedReceiver(config.stream_timeout_ms)
@@ -154,11 +159,20 @@ class Aggregator:
             if tally is not None and tally is not before:
                 goal = tally.state.goal
                 self._log.info("round.opened", model=plan.model, round=plan.round_id, goal=goal)
+            await self._refused_plans()
             await self._unpark(lambda got, _at: not self._ahead(got))
             return
         version = self._versions.add(record.value, now)
         if isinstance(version, ModelVersion):
             self.book.on_manifest(version.model, version.version, version.tensors.manifest)
+            await self._refused_plans()
+
+    async def _refused_plans(self) -> None:
+        while self.book.refused:
+            plan, why = self.book.refused.pop(0)
+            self._stats.plans_refused += 1
+            self._log.warning("plan.refused", model=plan.model, round=plan.round_id, detail=why)
+            await self._out.audit("plan.refused", plan.model, plan.round_id, "", "over_memory", why)
 
     async def on_update(self, record: Record) -> None:
         """Handle one record of the updates topic: fold, reject, count a dropped device,
@@ -222,8 +236,21 @@ class Aggregator:
             return
         self._stats.accepted += 1
         self._log.debug("update.accepted", model=u.model, round=u.round_id, device=u.device_id)
+        tally = self.book.open[u.model]
+        clamped = tally.clamped
         decision = self.book.accept(u)
+        if tally.clamped > clamped:
+            await self._clamped(u)
         await self._publish([decision] if decision is not None else [])
+
+    async def _clamped(self, u: ModelUpdate) -> None:
+        self._stats.clamped += 1
+        growth = self.config.example_growth
+        why = f"claimed {u.num_examples} examples, over {growth} x its last report"
+        self._log.warning(
+            "update.clamped", model=u.model, round=u.round_id, device=u.device_id, detail=why
+        )
+        await self._out.audit("update.clamped", u.model, u.round_id, u.device_id, "clamped", why)
 
     async def _on_failure(self, got: GotFailure, record: Record) -> None:
         f = got.failure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flcore.examples import ExampleHistory
 from flproc.errors import SettingError
 from flproc.parsers import Range, host_ports
 from flproc.settings import KAFKA_BOOTSTRAP, Setting
@@ -25,6 +26,9 @@ RANGES: dict[str, Range] = {
     "max_uploads_per_device": _AT_LEAST_1,
     "max_upload_bytes_held": _AT_LEAST_1,
     "max_examples": _AT_LEAST_1,
+    "max_robust_bytes": _AT_LEAST_1,
+    "example_history": _AT_LEAST_1,
+    "example_growth": Range(1),
 }
 """The numbers each numeric field accepts (the config's check and its setting's parser)."""
 
@@ -52,6 +56,9 @@ class AggregatorConfig:
     catch_up_idle_ms: int = 2_000  # start-up reads stop after this long without a record
     park_ms: int = 10_000  # how long an update may wait for its round's plan
     park_limit: int = 10_000  # updates waiting for a plan at most (then rejected at once)
+    max_robust_bytes: int = 512 * MIB  # a median/trimmed-mean round's updates may hold
+    example_history: int = 100_000  # devices whose last example count is remembered
+    example_growth: float = 2.0  # a device's count may grow this much between reports
 
     def __post_init__(self) -> None:
         if not isinstance(self.hospital, str) or not is_valid_id(self.hospital):
@@ -71,6 +78,10 @@ class AggregatorConfig:
     def consumer_group(self) -> str:
         """The consumer group of the updates topic."""
         return self.group or f"aggregator.{self.hospital}"
+
+    def example_memory(self) -> ExampleHistory:
+        """A fresh bounded memory of the devices' example counts."""
+        return ExampleHistory(self.example_history, self.example_growth)
 
     @property
     def stream_limits(self) -> StreamLimits:
@@ -123,5 +134,14 @@ SETTINGS: tuple[Setting, ...] = (
             RANGES["park_ms"].parse, "10000"),
     Setting("park_limit", "--park-limit", "FL_AGGREGATOR_PARK_LIMIT",
             "updates waiting for their plan at most", RANGES["park_limit"].parse, "10000"),
+    Setting("max_robust_bytes", "--max-robust-bytes", "FL_AGGREGATOR_MAX_ROBUST_BYTES",
+            "bytes a median/trimmed_mean round may hold (goal x params x 4); a plan needing "
+            "more is refused", RANGES["max_robust_bytes"].parse, str(512 * MIB)),
+    Setting("example_history", "--example-history", "FL_AGGREGATOR_EXAMPLE_HISTORY",
+            "devices whose last example count is remembered (least recent forgotten first)",
+            RANGES["example_history"].parse, "100000"),
+    Setting("example_growth", "--example-growth", "FL_AGGREGATOR_EXAMPLE_GROWTH",
+            "a device's example count may grow this factor between reports; more is clamped",
+            RANGES["example_growth"].parse, "2"),
 )  # fmt: skip
 """Every setting of :class:`AggregatorConfig`, in ``--help`` order."""

@@ -16,6 +16,8 @@ class AggregatorStats:
     dropped: int = 0
     partials: int = 0
     dead_lettered: Counter[str] = field(default_factory=Counter)
+    clamped: int = 0  # accepted updates whose example count was clamped to the device's history
+    plans_refused: int = 0  # robust rounds not opened: their updates would exceed the memory bound
 
     def copy(self) -> AggregatorStats:
         """An independent snapshot."""
@@ -25,6 +27,8 @@ class AggregatorStats:
             self.dropped,
             self.partials,
             Counter(self.dead_lettered),
+            self.clamped,
+            self.plans_refused,
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -35,4 +39,6 @@ class AggregatorStats:
             "dropped": self.dropped,
             "partials": self.partials,
             "dead_lettered": dict(self.dead_lettered),
+            "clamped": self.clamped,
+            "plans_refused": self.plans_refused,
         }

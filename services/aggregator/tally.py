@@ -13,6 +13,7 @@ import numpy as np
 
 from flbus.port import TopicPartition
 from flcore.aggregation import StreamingWeightedSum
+from flcore.examples import ExampleHistory, plan_max_examples
 from flcore.hospital_round import (
     HospitalRound,
     HospitalTick,
@@ -21,6 +22,7 @@ from flcore.hospital_round import (
     advance_hospital,
 )
 from flcore.rejection import Rejection, RejectReason
+from flcore.robust import UpdateStack, is_robust, stack_bytes
 from flcore.validation import RoundFacts, UpdateClaims, validate_update
 from schemas import ModelUpdate, PartialAggregate, RoundPlan, Tensors, TensorSpec
 
@@ -35,13 +37,15 @@ class Tally:
     plan: RoundPlan
     state: HospitalRound
     manifest: Manifest | None
-    acc: StreamingWeightedSum | None = None
+    acc: StreamingWeightedSum | None = None  # fedavg: the running weighted sum
+    stack: UpdateStack | None = None  # a robust rule: every update, at most the goal's
     seen: set[str] = field(default_factory=set)
     examples: int = 0
     loss_sum: float = 0.0
     train_seconds_sum: float = 0.0
     rejected: int = 0
     dropped: int = 0
+    clamped: int = 0  # updates whose example count was clamped to the device's history
     floors: dict[TopicPartition, int] = field(default_factory=dict)
 
     def hold(self, tp: TopicPartition, offset: int) -> None:
@@ -49,10 +53,16 @@ class Tally:
         self.floors[tp] = min(offset, self.floors.get(tp, offset))
 
     def partial(self, hospital: str) -> PartialAggregate:
-        """The PartialAggregate of this round: the weighted sum, in the model's manifest."""
+        """The PartialAggregate of this round in the model's manifest: the weighted sum, or
+        with a robust rule ``num_examples`` times the rule's estimate (docs/protocol.md)."""
         manifest = self.manifest or ()
         size = sum(s.size for s in manifest)
-        flat = np.zeros(size, np.float32) if self.acc is None else self.acc.weighted_sum()
+        flat: np.ndarray = np.zeros(size, np.float32)
+        if self.acc is not None:
+            flat = self.acc.weighted_sum()
+        elif self.stack is not None and self.stack.count:
+            rule, trim = self.plan.aggregation, self.plan.trim_fraction
+            flat = self.stack.aggregate(rule, trim).astype(np.float64) * self.examples
         return PartialAggregate(
             model=self.plan.model,
             round_id=self.plan.round_id,
@@ -74,10 +84,19 @@ class RoundBook:
     """Latest plan per model, known manifests, rounds already published, open tallies."""
 
     def __init__(
-        self, hospital: str, closed: set[tuple[str, int]] | None = None, max_examples: int = 0
+        self,
+        hospital: str,
+        closed: set[tuple[str, int]] | None = None,
+        max_examples: int = 0,
+        *,
+        max_robust_bytes: int = 0,
+        history: ExampleHistory | None = None,
     ) -> None:
         self.hospital = hospital
         self.max_examples = max_examples  # examples one update may claim (0: no bound)
+        self.max_robust_bytes = max_robust_bytes  # what a robust round may hold (0: no bound)
+        self.history = history  # each device's last example count (None: not checked)
+        self.refused: list[tuple[RoundPlan, str]] = []  # plans not opened here, and why
         self.plans: dict[str, RoundPlan] = {}
         self.manifests: dict[tuple[str, int], Manifest] = {}
         self.closed: set[tuple[str, int]] = set(closed or ())
@@ -106,7 +125,23 @@ class RoundBook:
             goal = plan.targets[plan.hospitals.index(self.hospital)]
             state = HospitalRound(plan.model, self.hospital, plan.round_id, goal, plan.deadline_ms)
             self.open[plan.model] = Tally(plan, state, self._manifest(plan))
+            self._bound_robust(self.open[plan.model])
         return decisions
+
+    def _bound_robust(self, tally: Tally) -> None:
+        """Refuse a robust round whose updates would hold more than ``max_robust_bytes``."""
+        if tally.manifest is None or not is_robust(tally.plan.aggregation):
+            return
+        size = sum(s.size for s in tally.manifest)
+        need = stack_bytes(tally.state.goal, size)
+        if self.max_robust_bytes and need > self.max_robust_bytes:
+            why = (
+                f"{tally.plan.aggregation} keeps {tally.state.goal} updates x {size} params x 4 "
+                f"= {need} bytes, over the aggregator's max_robust_bytes {self.max_robust_bytes}"
+            )
+            del self.open[tally.plan.model]
+            self.closed.add((tally.plan.model, tally.plan.round_id))
+            self.refused.append((tally.plan, why))
 
     def _opens(self, plan: RoundPlan) -> bool:
         return (
@@ -138,6 +173,7 @@ class RoundBook:
         tally = self.open.get(model)
         if tally is not None and tally.manifest is None and tally.plan.base_version == version:
             tally.manifest = manifest
+            self._bound_robust(tally)
 
     def check(self, update: ModelUpdate, *, now_ms: int, secret: bytes) -> Rejection | None:
         """Validate ``update`` against the round it claims (token first, then the round)."""
@@ -153,7 +189,9 @@ class RoundBook:
             is_open=tally is not None,
             expected_size=size,
             norm_bound=plan.clip_norm if plan is not None else 0.0,
-            max_examples=self.max_examples,
+            max_examples=plan_max_examples(plan.max_steps, plan.batch_size, self.max_examples)
+            if plan is not None
+            else self.max_examples,
             layer_sizes=tuple((s.name, s.size) for s in manifest or ()),
         )
         claims = UpdateClaims(
@@ -180,14 +218,26 @@ class RoundBook:
     def accept(self, update: ModelUpdate) -> Decision | None:
         """Fold a validated update into its round's sum; return a decision when it is time."""
         tally = self.open[update.model]
-        if tally.acc is None:
-            tally.acc = StreamingWeightedSum(update.tensors.flat.size)
-        tally.acc.add(update.tensors.flat, update.num_examples)
+        weight, clamped = update.num_examples, False
+        if self.history is not None:
+            weight, clamped = self.history.weigh(
+                (update.model, update.device_id), update.num_examples
+            )
+        tally.clamped += clamped
+        flat = update.tensors.flat
+        if is_robust(tally.plan.aggregation):
+            if tally.stack is None:
+                tally.stack = UpdateStack(tally.state.goal, flat.size)
+            tally.stack.add(flat)
+        else:
+            if tally.acc is None:
+                tally.acc = StreamingWeightedSum(flat.size)
+            tally.acc.add(flat, weight)
         tally.seen.add(update.device_id)
-        tally.examples += update.num_examples
-        tally.loss_sum += update.num_examples * update.train_loss
+        tally.examples += weight
+        tally.loss_sum += weight * update.train_loss
         tally.train_seconds_sum += update.train_seconds
-        return self._advance(tally, UpdateAccepted(update.round_id, float(update.num_examples)))
+        return self._advance(tally, UpdateAccepted(update.round_id, float(weight)))
 
     def tick(self, now_ms: int) -> list[Decision]:
         """Advance every open round's clock; return the rounds whose deadline passed."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flcore.errors import InvalidParameter
+from flcore.robust import MAX_TRIM_FRACTION, RULES, check_rule
 from flcore.server_opt import SERVER_OPTIMIZERS, ServerOptimizer, make_server_optimizer
 from flcore.signing import Signer
 from flproc.errors import SettingError
@@ -47,6 +48,7 @@ RANGES: dict[str, Range] = {
     "max_examples_per_update": _WHOLE_AT_LEAST_1,
     "goal_growth": Range(1),
     "max_devices_per_hospital": _WHOLE_AT_LEAST_1,
+    "trim_fraction": Range(0, MAX_TRIM_FRACTION),
 }
 """The numbers each numeric field accepts (the config's check and its setting's parser)."""
 
@@ -55,7 +57,7 @@ _ROUND_NUMBERS = (
     "rounds", "local_epochs", "max_steps", "batch_size", "learning_rate", "clip_norm",
     "noise_multiplier", "fraction", "over_selection", "min_hospital_fraction",
     "min_update_fraction", "round_timeout_ms", "selection_window_ms", "close_grace_ms",
-    "max_examples_per_update", "goal_growth", "max_devices_per_hospital",
+    "max_examples_per_update", "goal_growth", "max_devices_per_hospital", "trim_fraction",
 )  # fmt: skip
 
 DEFAULT_CLIP_NORM = 10.0
@@ -87,6 +89,8 @@ class RoundSettings:
     max_examples_per_update: int = 100_000  # a partial claiming more per update is refused
     goal_growth: float = 2.0  # a hospital's goal grows at most this much from round to round
     max_devices_per_hospital: int = 10_000  # devices counted from check-ins at most
+    aggregation: str = "fedavg"  # or median / trimmed_mean, at hospitals and across them
+    trim_fraction: float = 0.3  # share trimmed_mean drops from each side (3 of 10)
 
     def __post_init__(self) -> None:
         for name in _ROUND_NUMBERS:
@@ -103,6 +107,10 @@ class RoundSettings:
             )
         if self.server_lr is not None:
             RANGES["server_lr"].check("server_lr", self.server_lr)
+        try:
+            check_rule(self.aggregation, self.trim_fraction)
+        except InvalidParameter as e:
+            raise SettingError("aggregation", str(e)) from None
         self.make_optimizer()  # fails now, naming the setting, rather than after round 1
 
     @classmethod
@@ -270,5 +278,13 @@ ROUND_SETTINGS: tuple[Setting, ...] = (
             "FL_MAX_DEVICES_PER_HOSPITAL",
             "devices of one hospital counted from check-ins at most",
             _rng("max_devices_per_hospital"), "10000"),
+    Setting("aggregation", "--aggregation", "FL_AGGREGATION",
+            "how updates are combined, over each hospital's devices and across hospitals: "
+            "fedavg (weighted mean), or median / trimmed_mean (robust to a poisoned minority; "
+            "aggregators keep the round's updates: devices x params x 4 bytes)",
+            default="fedavg", choices=RULES),
+    Setting("trim_fraction", "--trim-fraction", "FL_TRIM_FRACTION",
+            "share of the values trimmed_mean drops from each side, per coordinate",
+            _rng("trim_fraction"), "0.3"),
 )  # fmt: skip
 """The settings of :class:`RoundSettings`, shared by ``flctl coordinator`` and ``flctl demo``."""

@@ -294,6 +294,8 @@ class ModelRounds:
                 noise_multiplier=s.noise_multiplier,
                 clip_norm=s.clip_norm,
                 rng=self.rng,
+                rule=s.aggregation,
+                trim_fraction=s.trim_fraction,
             )
         except (EmptyAggregate, SizeMismatch, NonFiniteVersion) as e:
             await self._abandon(str(e), now_ms)

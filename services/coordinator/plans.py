@@ -110,6 +110,8 @@ def wire_plan(
         opened_at_ms=opened_at_ms,
         deadline_ms=terms.deadline_ms,
         reason=reason,
+        aggregation=settings.aggregation,
+        trim_fraction=settings.trim_fraction if settings.aggregation == "trimmed_mean" else 0.0,
     )
 
 

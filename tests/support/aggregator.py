@@ -66,6 +66,9 @@ class World:
         clip_norm: float = 0.0,
         deadline_ms: int = T0 + 60_000,
         state: str = "training",
+        aggregation: str = "fedavg",
+        trim_fraction: float = 0.0,
+        max_steps: int = 0,
     ) -> RoundPlan:
         """Publish a RoundPlan for this hospital (plus one other) on the round-plans topic."""
         plan = RoundPlan(
@@ -74,7 +77,7 @@ class World:
             base_version,
             state,
             1,
-            0,
+            max_steps,
             32,
             0.1,
             clip_norm,
@@ -87,6 +90,8 @@ class World:
             self.now,
             deadline_ms,
             "",
+            aggregation,
+            trim_fraction,
         )
         await self.bus.publish(KAFKA_ROUND_PLANS, encode(plan), key=self.model.encode())
         return plan

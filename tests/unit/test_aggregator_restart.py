@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from flcore.robust import coordinate_median
 from tests.support.aggregator import SIZE, SMALL_CHUNKS, World, eventually, weighted_sum
 
 pytestmark = pytest.mark.unit
 
 
+@pytest.mark.parametrize("rule", ["fedavg", "median"])
 @pytest.mark.parametrize("crash", [False, True], ids=["stopped", "crashed"])
-async def test_aggregator_restart_mid_round_counts_each_update_once(crash: bool) -> None:
+async def test_aggregator_restart_mid_round_counts_each_update_once(crash: bool, rule: str) -> None:
     world = World()
     await world.bus.start()
     await world.version(0)
-    await world.plan(goal=4)
+    await world.plan(goal=4, aggregation=rule)
     rng = np.random.default_rng(2)
     updates = [world.update(f"d{i}", rng.normal(size=SIZE), examples=i + 1) for i in range(4)]
     first = await world.start()
@@ -36,7 +38,11 @@ async def test_aggregator_restart_mid_round_counts_each_update_once(crash: bool)
 
     [partial] = await world.partials()
     assert (partial.num_updates, partial.num_examples) == (4, 10)
-    np.testing.assert_allclose(partial.tensors.flat, weighted_sum(updates), rtol=1e-6)
+    if rule == "median":  # the partial is num_examples x the median of the four
+        stack = np.asarray([u.tensors.flat for u in updates])
+        np.testing.assert_allclose(partial.tensors.flat, 10 * coordinate_median(stack), rtol=1e-5)
+    else:
+        np.testing.assert_allclose(partial.tensors.flat, weighted_sum(updates), rtol=1e-6)
 
 
 async def test_aggregator_restart_after_publish_does_not_publish_again() -> None:

@@ -47,7 +47,8 @@ TAMPERED: dict[str, Any] = {
     "max_steps": 1, "batch_size": 8, "learning_rate": 0.2, "clip_norm": 2.0,
     "noise_multiplier": 0.5, "hospitals": ("h0", "h2"), "targets": (2, 4),
     "admission_probability": 0.5, "over_selection": 1.4, "min_fraction": 0.6,
-    "opened_at_ms": 11, "deadline_ms": 21, "reason": "x",
+    "opened_at_ms": 11, "deadline_ms": 21, "reason": "x", "aggregation": "median",
+    "trim_fraction": 0.2,
 }  # fmt: skip
 
 

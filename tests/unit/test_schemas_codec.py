@@ -101,6 +101,8 @@ def samples() -> list[Any]:
             1_700_000_000_000,
             1_700_003_600_000,
             "",
+            "trimmed_mean",
+            0.2,
         ),
         ModelUpdate("m1", 3, 2, "dev-1", "hosp_a", 120, 0.42, 33.0, b"tok", "upd-1", t),
         TrainingFailure("m1", 3, "dev-1", "hosp_a", "out_of_memory", "OOM at step 4", 5),
