@@ -86,17 +86,20 @@ class Selector:
         self.pubsub.on_reconnect(self._reconnected.set)
         try:
             await self._catch_up(service, stop)
-            devices = await self.pubsub.subscribe(
-                [device_filter(leaf) for leaf in (CHECKIN, UPLOAD, EVAL)],
-                share_group=self.config.share_group,
-            )
-            subs.append(devices)
+            # Two subscriptions, two worker pools: uploads (and evaluations) never wait
+            # behind a burst of check-ins, in the bus or in a worker queue.
+            planes = {}
+            for plane, leaves in (("checkin", (CHECKIN,)), ("upload", (UPLOAD, EVAL))):
+                planes[plane] = await self.pubsub.subscribe(
+                    [device_filter(leaf) for leaf in leaves], share_group=self.config.share_group
+                )
+                subs.append(planes[plane])
             self.ready.set()
             _log.info("selector.ready", plans=sorted(self.plans.plans), **self._cfg())
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self._service_loop(service)),
-                    tg.create_task(self._device_loop(devices)),
+                    *(tg.create_task(self._device_loop(sub)) for sub in planes.values()),
                     tg.create_task(self._stats_loop(stop)),
                     tg.create_task(self._parking_loop(stop)),
                     tg.create_task(self._retained_loop(stop)),
@@ -169,7 +172,7 @@ class Selector:
     # -- device plane ---------------------------------------------------------
 
     async def _device_loop(self, devices: Subscription) -> None:
-        """Spread messages over workers by topic, so one device's chunks stay in order."""
+        """Spread one plane's messages over its workers by topic (a device's chunks in order)."""
         queues: list[asyncio.Queue[Record | None]] = [
             asyncio.Queue(maxsize=256) for _ in range(self.config.workers)
         ]
