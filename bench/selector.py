@@ -10,7 +10,9 @@ so every check-in is answered with a signed Task, forwarded and audited, and
 Kafka's cost is left out), a flooder publishing valid check-ins at QoS 1 from
 ``--checkins`` distinct device ids of three hospitals, and a counter
 subscribed to every device's task topic. The rate is answers received over
-the time from the first check-in sent to the last answer received.
+the time from the first check-in sent to the last answer received; ``per
+CPU-s`` divides the answers by the selector process's CPU time (all its
+threads), the figure other load on a shared machine disturbs least.
 
 The reference, measured in the same run by the same flooder and counter, is
 raw Mosquitto publish/subscribe: the same payloads on the same topic shapes,
@@ -110,14 +112,16 @@ async def _serve(url: str, ready: MpEvent, stop: MpEvent) -> dict[str, int]:
     task = asyncio.create_task(selector.run(halt))
     await selector.ready.wait()
     await asyncio.sleep(0.3)  # the SUBSCRIBE reaches the broker
+    cpu = time.process_time()
     ready.set()
     while not stop.is_set():
         await asyncio.sleep(0.1)
+    cpu = time.process_time() - cpu  # every thread of the process: loop and paho's
     halt.set()
     await task
     await pubsub.stop()
     await log.stop()
-    return dict(selector.stats)
+    return {**selector.stats, "cpu_s": cpu}
 
 
 def count(url: str, topic_filter: str, ready: MpEvent, out: Q, idle_s: float) -> None:
@@ -217,9 +221,15 @@ def run_case(url: str, n: int, selector: bool, profile: bool) -> dict[str, Any]:
     return {"n": n, "got": got, "rate": got / seconds, "send_rate": n / (sent - start), **stats}
 
 
+def _cpu_rate(r: dict[str, Any]) -> str:
+    return f"{r['got'] / r['cpu_s']:>11,.0f}" if r.get("cpu_s") else f"{'':>11}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse options, find or start Mosquitto, measure both cases ``--repeat`` times."""
-    ap = argparse.ArgumentParser(prog="python -m bench.selector", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.selector", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--mqtt", default=os.environ.get("FL_MQTT_URL"), help="mqtt://host:port")
     ap.add_argument("--checkins", type=int, default=10_000, help="check-ins per case")
     ap.add_argument("--repeat", type=int, default=2)
@@ -235,7 +245,10 @@ def main(argv: list[str] | None = None) -> None:
             ]
         size = len(payloads(1)[0][1])
         print(f"check-ins of {size} bytes, QoS 1, loopback, one selector process")
-        print(f"{'broker':<14}{'case':<18}{'answered':>9}{'msg/s':>9}{'sent/s':>9}{'vs raw':>8}")
+        print(
+            f"{'broker':<14}{'case':<18}{'answered':>9}{'msg/s':>9}{'sent/s':>9}{'vs raw':>8}"
+            f"{'per CPU-s':>11}"
+        )
         for rep in range(args.repeat):
             for label, url, n in brokers:
                 raw = run_case(url, n, selector=False, profile=False)
@@ -244,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
                     share = f"{r['rate'] / raw['rate'] * 100:7.0f}%"
                     print(
                         f"{label:<14}{name:<18}{r['got']:>9}{r['rate']:>9,.0f}"
-                        f"{r['send_rate']:>9,.0f}{share}",
+                        f"{r['send_rate']:>9,.0f}{share}{_cpu_rate(r)}",
                         flush=True,
                     )
                 if "profile" in sel:
@@ -270,7 +283,9 @@ def _local_mosquitto(stack: ExitStack, *, per_message_save: bool) -> str:
             prepare()
             text = broker.config.read_text()
             text = text.replace("autosave_on_changes true", "autosave_on_changes false")
-            broker.config.write_text(text.replace("autosave_interval 1\n", "autosave_interval 30\n"))
+            broker.config.write_text(
+                text.replace("autosave_interval 1\n", "autosave_interval 30\n")
+            )
 
         broker.prepare = periodic_save  # type: ignore[method-assign]
     endpoints = local.up(timeout=60, mqtt=True, kafka=False)

@@ -201,30 +201,33 @@ class Selector:
                 self.progress.done()
 
     def _screen(self, record: Record, now_ms: int) -> list[Out] | None:
-        """Rate limit and park check-ins, then handle; None when the check-in was parked."""
-        c = self.config
-        if record.topic.endswith("/" + CHECKIN):
-            try:
-                where = parse_device_topic(record.topic)
-            except SchemaError:
-                where = None
-            if where is not None and where.hospital in c.hospitals:
-                limited = self._rate_limited(where, record.value, now_ms)
-                if limited is not None:
-                    return limited
-                checkin = (
-                    awaiting_plan(record.value, self.plans.plans, c) if c.plan_wait_ms else None
-                )
-                if checkin is not None:
-                    until = asyncio.get_running_loop().time() + c.plan_wait_ms / 1000
-                    if self.parking.park(record, frozenset(checkin.models), until):
-                        self.stats["checkin.parked"] += 1
-                        return None
-                    self.stats["checkin.park_full"] += 1
-                    return plan_pending(checkin, now_ms, c)
-        return handle_device(record, self.plans.plans, now_ms, c)
+        """Rate limit and park check-ins, then handle; None when the check-in was parked.
 
-    def _rate_limited(self, where: DeviceTopic, value: bytes, now_ms: int) -> list[Out] | None:
+        A check-in is decoded once here and handed on decoded.
+        """
+        c = self.config
+        if not record.topic.endswith("/" + CHECKIN):
+            return handle_device(record, self.plans.plans, now_ms, c)
+        try:
+            where: DeviceTopic | None = parse_device_topic(record.topic)
+            checkin: CheckIn | None = decode(record.value, CheckIn)
+        except SchemaError:
+            where = checkin = None  # the handler audits it
+        if where is None or checkin is None or where.hospital not in c.hospitals:
+            return handle_device(record, self.plans.plans, now_ms, c)
+        limited = self._rate_limited(where, checkin, now_ms)
+        if limited is not None:
+            return limited
+        if c.plan_wait_ms and awaiting_plan(checkin, self.plans.plans, c):
+            until = asyncio.get_running_loop().time() + c.plan_wait_ms / 1000
+            if self.parking.park(record, frozenset(checkin.models), until):
+                self.stats["checkin.parked"] += 1
+                return None
+            self.stats["checkin.park_full"] += 1
+            return plan_pending(checkin, now_ms, c)
+        return handle_device(record, self.plans.plans, now_ms, c, checkin)
+
+    def _rate_limited(self, where: DeviceTopic, checkin: CheckIn, now_ms: int) -> list[Out] | None:
         """Refusals when every model of this check-in was asked about too recently, else None.
 
         The limit is per device, model and round: an honest device checks in for
@@ -232,10 +235,6 @@ class Selector:
         (rounds may be shorter than the interval); a flood repeats itself within
         one round.
         """
-        try:
-            checkin = decode(value, CheckIn)
-        except SchemaError:
-            return None  # the handler audits it
         models = list(dict.fromkeys(checkin.models))[: self.config.max_models_per_checkin]
         plans = self.plans.plans
         waits = [
