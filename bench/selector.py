@@ -81,7 +81,9 @@ def serve(url: str, ready: MpEvent, stop: MpEvent, out: Q, profile: bool) -> Non
     prof = cProfile.Profile()
     stats = prof.runcall(asyncio.run, _serve(url, ready, stop))
     text = io.StringIO()
-    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(25)
+    pstats.Stats(prof, stream=text).sort_stats(
+        os.environ.get("BENCH_PROFILE_SORT", "tottime")
+    ).print_stats(30)
     out.put({**stats, "profile": text.getvalue()})
 
 
