@@ -1,8 +1,9 @@
 """Bus throughput: each adapter beside its raw client library, measured in one run.
 
-``python -m bench.bus [--mqtt URL] [--kafka BOOTSTRAP]`` (defaults: ``FL_MQTT_URL``
-/ ``FL_KAFKA_BOOTSTRAP``; else local brokers through ``flctl.brokers`` on free
-ports, stopped at the end).
+``python -m bench.bus [--mqtt URL] [--kafka BOOTSTRAP] [--dispatch-only]``
+(defaults: ``FL_MQTT_URL`` / ``FL_KAFKA_BOOTSTRAP``; else local brokers through
+``flctl.brokers`` on free ports, stopped at the end). First, the in-memory
+bus's dispatch cost against the number of subscriptions (``bench.bus_dispatch``).
 
 Every case is publish-and-consume end to end on loopback: a subscriber is
 ready first, then ``n`` messages are published in windows of ``--window``
@@ -305,12 +306,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
     ap.add_argument("--no-local", action="store_true", help="never start local brokers")
+    ap.add_argument("--dispatch-only", action="store_true", help="only the in-memory dispatch")
     args = ap.parse_args(argv)
     import logging
 
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    from bench import bus_dispatch
+
+    bus_dispatch.measure(repeat=min(args.repeat, 3), scale=args.scale)
+    if args.dispatch_only:
+        return
     with ExitStack() as stack:
         mqtt_url, kafka = args.mqtt, args.kafka
         if not (mqtt_url and kafka) and not args.no_local:

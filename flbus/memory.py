@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flbus.errors import BusClosedError, BusError, TopicError
-from flbus.mqtt_match import check_filter, check_topic, matches
+from flbus.mqtt_match import FilterIndex, check_filter, check_topic, matches
 from flbus.partitioner import partition_for
 from flbus.port import (
     Headers,
@@ -260,7 +260,12 @@ class MemoryPubSub(PubSubBus):
     """MQTT v5 semantics in process: filters, retained messages, shared groups."""
 
     def __init__(self) -> None:
-        self._subs: list[_PubSubSub] = []
+        self._subs: dict[_PubSubSub, None] = {}  # every open subscription, in order
+        # Dispatch never scans every subscription: the index finds the matching
+        # filters, and each filter knows its subscriptions (in subscription order).
+        self._index = FilterIndex()
+        self._by_filter: dict[str, dict[_PubSubSub, None]] = {}
+        self._seq = itertools.count()
         self._retained: dict[str, Record] = {}
         self._share_turn: dict[tuple[str, str], int] = {}
         self._started = False
@@ -290,16 +295,20 @@ class MemoryPubSub(PubSubBus):
                 )
             else:
                 self._retained.pop(topic, None)
+        chosen: dict[_PubSubSub, str] = {}  # each subscriber once, by its first matching filter
+        for flt in self._index.match(topic):
+            for sub in self._by_filter[flt]:
+                prev = chosen.get(sub)
+                if prev is None or sub.rank[flt] < sub.rank[prev]:
+                    chosen[sub] = flt
         shared: dict[tuple[str, str], list[_PubSubSub]] = {}
-        for sub in self._subs:
-            flt = next((f for f in sub.filters if matches(f, topic)), None)
-            if flt is None:
-                continue
+        for sub, flt in chosen.items():
             if sub.share_group is None:
                 sub.queue.put_nowait(record)
             else:
                 shared.setdefault((sub.share_group, flt), []).append(sub)
         for group_key, members in shared.items():
+            members.sort(key=lambda m: m.seq)  # round-robin in subscription order
             turn = self._share_turn.get(group_key, 0)
             members[turn % len(members)].queue.put_nowait(record)
             self._share_turn[group_key] = turn + 1
@@ -312,13 +321,27 @@ class MemoryPubSub(PubSubBus):
             raise BusClosedError("the in-memory pub/sub bus is not started")
         for flt in topic_filters:
             check_filter(flt)
-        sub = _PubSubSub(self, tuple(topic_filters), share_group)
+        sub = _PubSubSub(self, tuple(topic_filters), share_group, next(self._seq))
         if share_group is None:
             for topic, record in self._retained.items():
                 if any(matches(f, topic) for f in sub.filters):
                     sub.queue.put_nowait(record)
-        self._subs.append(sub)
+        self._subs[sub] = None
+        for flt in sub.rank:
+            self._index.add(flt)
+            self._by_filter.setdefault(flt, {})[sub] = None
         return sub
+
+    def _unsubscribe(self, sub: _PubSubSub) -> None:
+        if sub not in self._subs:
+            return
+        del self._subs[sub]
+        for flt in sub.rank:
+            self._index.discard(flt)
+            subs = self._by_filter[flt]
+            del subs[sub]
+            if not subs:
+                del self._by_filter[flt]
 
 
 @dataclass(eq=False)
@@ -326,8 +349,15 @@ class _PubSubSub(Subscription):
     bus: MemoryPubSub
     filters: tuple[str, ...]
     share_group: str | None
+    seq: int
     queue: asyncio.Queue[Record | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
+    rank: dict[str, int] = field(init=False)  # each distinct filter's first position
+
+    def __post_init__(self) -> None:
+        self.rank = {}
+        for i, flt in enumerate(self.filters):
+            self.rank.setdefault(flt, i)
 
     async def get(self, timeout: float | None = None) -> Record | None:
         if self.closed:
@@ -343,8 +373,7 @@ class _PubSubSub(Subscription):
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self in self.bus._subs:
-                self.bus._subs.remove(self)
+            self.bus._unsubscribe(self)
             self.queue.put_nowait(None)
 
 

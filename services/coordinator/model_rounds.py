@@ -79,6 +79,7 @@ class ModelRounds:
     _closing: asyncio.Task[None] | None = None
     _partials: dict[str, PartialAggregate] = field(default_factory=dict)
     _admitted: set[tuple[str, str]] = field(default_factory=set)
+    _probability: float = 1.0  # the open round's admission probability
 
     def __post_init__(self) -> None:
         self._optimizer = self.settings.make_optimizer()
@@ -105,11 +106,16 @@ class ModelRounds:
 
     async def open_round(self, now_ms: int) -> None:
         """Open the next round: publish its plan."""
-        goals, probability = plans.round_goals(self.learnt.expected(), self.settings)
+        expected = self.learnt.expected()
+        goals, probability = plans.round_goals(expected, self.settings)
+        timing = plans.timing(expected, goals, self.settings, self.learnt.checkins_per_s)
         self.learnt.planned(goals)
+        self._probability = probability
         round_id = self.next_round_id
         self.next_round_id += 1
-        terms = plans.round_terms(self.model, round_id, self.version, goals, self.settings, now_ms)
+        terms = plans.round_terms(
+            self.model, round_id, self.version, goals, self.settings, now_ms, timing
+        )
         self.state = core.open_round(terms)
         self._partials.clear()
         self._admitted.clear()
@@ -124,6 +130,8 @@ class ModelRounds:
             base_version=self.version,
             goals=goals,
             admission_probability=round(probability, 4),
+            selection_window_ms=timing.selection_window_ms,
+            round_timeout_ms=timing.round_timeout_ms,
         )
 
     def resume(self, plan: RoundPlan) -> bool:
@@ -244,6 +252,7 @@ class ModelRounds:
         self.state, decisions = core.advance(self.state, event)
         for decision in decisions:
             if isinstance(decision, core.StopSelecting):
+                self._selection_ended(decision)
                 await self.outbox.plan(self._wire_plan("training", 0.0, now_ms, decision.reason))
                 log.info(
                     "round.selection_closed",
@@ -257,6 +266,14 @@ class ModelRounds:
                 await self._abandon(decision.reason, now_ms)
             else:
                 log.debug("round.event_ignored", model=self.model, reason=decision.reason)
+
+    def _selection_ended(self, decision: core.StopSelecting) -> None:
+        if self.state is None or self.summary is None:
+            return
+        window = self.state.plan.selection_deadline_ms - self.summary.opened_at_ms
+        admitted = sum(self.summary.admitted.values())
+        met = decision.reason == "admission targets reached"
+        self.learnt.selection_ended(admitted, self._probability, window, targets_met=met)
 
     # -- closing ------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from flcore.admission import admission_probability
 from flcore.rounds import RoundTerms
+from flcore.timing import RoundTiming, round_timing
 from flstore import VersionRecord
 from modelzoo import ParamManifest
 from schemas import ModelVersion, RoundPlan, Tensors, TensorSpec
@@ -36,6 +37,22 @@ def round_goals(
     return goals, admission_probability(wanted, total_expected, over_selection=1.0)
 
 
+def timing(
+    expected: Mapping[str, int],
+    goals: Mapping[str, int],
+    settings: RoundSettings,
+    checkins_per_s: float | None = None,
+) -> RoundTiming:
+    """Selection window and timeout for a round: the settings, stretched to the population."""
+    return round_timing(
+        expected_devices=sum(expected.values()),
+        wanted_updates=sum(math.ceil(g * settings.over_selection) for g in goals.values()),
+        min_window_ms=settings.selection_window_ms,
+        min_timeout_ms=settings.round_timeout_ms,
+        checkins_per_s=checkins_per_s,
+    )
+
+
 def round_terms(
     model: str,
     round_id: int,
@@ -43,15 +60,21 @@ def round_terms(
     goals: Mapping[str, int],
     settings: RoundSettings,
     now_ms: int,
+    timing: RoundTiming | None = None,
 ) -> RoundTerms:
-    """The terms of a round opened at ``now_ms``: goals, deadlines and quorum."""
+    """The terms of a round opened at ``now_ms``: goals, deadlines and quorum.
+
+    ``timing`` (see :func:`timing`) defaults to the settings' window and timeout.
+    """
+    if timing is None:
+        timing = RoundTiming(settings.selection_window_ms, settings.round_timeout_ms)
     return RoundTerms(
         model=model,
         round_id=round_id,
         base_version=base_version,
         goals=goals,
-        selection_deadline_ms=now_ms + settings.selection_window_ms,
-        deadline_ms=now_ms + settings.round_timeout_ms,
+        selection_deadline_ms=now_ms + timing.selection_window_ms,
+        deadline_ms=now_ms + timing.round_timeout_ms,
         close_grace_ms=settings.close_grace_ms,
         over_selection=settings.over_selection,
         min_hospital_fraction=settings.min_hospital_fraction,

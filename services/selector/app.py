@@ -86,17 +86,20 @@ class Selector:
         self.pubsub.on_reconnect(self._reconnected.set)
         try:
             await self._catch_up(service, stop)
-            devices = await self.pubsub.subscribe(
-                [device_filter(leaf) for leaf in (CHECKIN, UPLOAD, EVAL)],
-                share_group=self.config.share_group,
-            )
-            subs.append(devices)
+            # Two subscriptions, two worker pools: uploads (and evaluations) never wait
+            # behind a burst of check-ins, in the bus or in a worker queue.
+            planes = {}
+            for plane, leaves in (("checkin", (CHECKIN,)), ("upload", (UPLOAD, EVAL))):
+                planes[plane] = await self.pubsub.subscribe(
+                    [device_filter(leaf) for leaf in leaves], share_group=self.config.share_group
+                )
+                subs.append(planes[plane])
             self.ready.set()
             _log.info("selector.ready", plans=sorted(self.plans.plans), **self._cfg())
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self._service_loop(service)),
-                    tg.create_task(self._device_loop(devices)),
+                    *(tg.create_task(self._device_loop(sub)) for sub in planes.values()),
                     tg.create_task(self._stats_loop(stop)),
                     tg.create_task(self._parking_loop(stop)),
                     tg.create_task(self._retained_loop(stop)),
@@ -169,7 +172,7 @@ class Selector:
     # -- device plane ---------------------------------------------------------
 
     async def _device_loop(self, devices: Subscription) -> None:
-        """Spread messages over workers by topic, so one device's chunks stay in order."""
+        """Spread one plane's messages over its workers by topic (a device's chunks in order)."""
         queues: list[asyncio.Queue[Record | None]] = [
             asyncio.Queue(maxsize=256) for _ in range(self.config.workers)
         ]
@@ -198,30 +201,33 @@ class Selector:
                 self.progress.done()
 
     def _screen(self, record: Record, now_ms: int) -> list[Out] | None:
-        """Rate limit and park check-ins, then handle; None when the check-in was parked."""
-        c = self.config
-        if record.topic.endswith("/" + CHECKIN):
-            try:
-                where = parse_device_topic(record.topic)
-            except SchemaError:
-                where = None
-            if where is not None and where.hospital in c.hospitals:
-                limited = self._rate_limited(where, record.value, now_ms)
-                if limited is not None:
-                    return limited
-                checkin = (
-                    awaiting_plan(record.value, self.plans.plans, c) if c.plan_wait_ms else None
-                )
-                if checkin is not None:
-                    until = asyncio.get_running_loop().time() + c.plan_wait_ms / 1000
-                    if self.parking.park(record, frozenset(checkin.models), until):
-                        self.stats["checkin.parked"] += 1
-                        return None
-                    self.stats["checkin.park_full"] += 1
-                    return plan_pending(checkin, now_ms, c)
-        return handle_device(record, self.plans.plans, now_ms, c)
+        """Rate limit and park check-ins, then handle; None when the check-in was parked.
 
-    def _rate_limited(self, where: DeviceTopic, value: bytes, now_ms: int) -> list[Out] | None:
+        A check-in is decoded once here and handed on decoded.
+        """
+        c = self.config
+        if not record.topic.endswith("/" + CHECKIN):
+            return handle_device(record, self.plans.plans, now_ms, c)
+        try:
+            where: DeviceTopic | None = parse_device_topic(record.topic)
+            checkin: CheckIn | None = decode(record.value, CheckIn)
+        except SchemaError:
+            where = checkin = None  # the handler audits it
+        if where is None or checkin is None or where.hospital not in c.hospitals:
+            return handle_device(record, self.plans.plans, now_ms, c)
+        limited = self._rate_limited(where, checkin, now_ms)
+        if limited is not None:
+            return limited
+        if c.plan_wait_ms and awaiting_plan(checkin, self.plans.plans, c):
+            until = asyncio.get_running_loop().time() + c.plan_wait_ms / 1000
+            if self.parking.park(record, frozenset(checkin.models), until):
+                self.stats["checkin.parked"] += 1
+                return None
+            self.stats["checkin.park_full"] += 1
+            return plan_pending(checkin, now_ms, c)
+        return handle_device(record, self.plans.plans, now_ms, c, checkin)
+
+    def _rate_limited(self, where: DeviceTopic, checkin: CheckIn, now_ms: int) -> list[Out] | None:
         """Refusals when every model of this check-in was asked about too recently, else None.
 
         The limit is per device, model and round: an honest device checks in for
@@ -229,10 +235,6 @@ class Selector:
         (rounds may be shorter than the interval); a flood repeats itself within
         one round.
         """
-        try:
-            checkin = decode(value, CheckIn)
-        except SchemaError:
-            return None  # the handler audits it
         models = list(dict.fromkeys(checkin.models))[: self.config.max_models_per_checkin]
         plans = self.plans.plans
         waits = [

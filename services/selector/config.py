@@ -150,7 +150,8 @@ SETTINGS: tuple[Setting, ...] = (
             "stop admitting this long before a round's deadline (ms)",
             RANGES["selection_cutoff_ms"].parse, "0"),
     Setting("workers", "--workers", "FL_SELECTOR_WORKERS",
-            "device messages handled concurrently (one device stays in order)",
+            "device messages handled concurrently, per plane: check-ins, and uploads with "
+            "evaluations (one device stays in order)",
             RANGES["workers"].parse, "16"),
     Setting("stats_interval_s", "--stats-interval", "FL_STATS_INTERVAL",
             "seconds between selector.stats log lines", RANGES["stats_interval_s"].parse, "30"),

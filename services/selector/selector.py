@@ -33,9 +33,16 @@ ENDED = frozenset({"done", "abandoned"})
 
 
 def handle_device(
-    record: Record, plans: Mapping[str, RoundPlan], now_ms: int, config: SelectorConfig
+    record: Record,
+    plans: Mapping[str, RoundPlan],
+    now_ms: int,
+    config: SelectorConfig,
+    checkin: CheckIn | None = None,
 ) -> list[Out]:
-    """Route one device-plane message to its handler; bad topics become audit events."""
+    """Route one device-plane message to its handler; bad topics become audit events.
+
+    ``checkin`` is the record's check-in when the caller has decoded it already.
+    """
     try:
         where = parse_device_topic(record.topic)
     except SchemaError as exc:
@@ -51,7 +58,7 @@ def handle_device(
         detail = f"{len(record.value)} bytes, more than {config.max_forward_bytes}"
         return [audit("message.rejected", "message_too_large", detail, now_ms, where=where)]
     if where.leaf == CHECKIN:
-        return handle_checkin(where, record.value, plans, now_ms, config)
+        return handle_checkin(where, record.value, plans, now_ms, config, checkin)
     if where.leaf == UPLOAD:
         return handle_upload(where, record, now_ms, config)
     if where.leaf == EVAL:
@@ -65,12 +72,17 @@ def handle_checkin(
     plans: Mapping[str, RoundPlan],
     now_ms: int,
     config: SelectorConfig,
+    checkin: CheckIn | None = None,
 ) -> list[Out]:
-    """Answer a CheckIn with a Task or RetryAfter per model; forward it and audit admissions."""
-    try:
-        checkin = decode(value, CheckIn)
-    except SchemaError as exc:
-        return [audit("message.rejected", type(exc).__name__, str(exc), now_ms, where=where)]
+    """Answer a CheckIn with a Task or RetryAfter per model; forward it and audit admissions.
+
+    ``checkin`` is ``value`` decoded, when the caller has decoded it already.
+    """
+    if checkin is None:
+        try:
+            checkin = decode(value, CheckIn)
+        except SchemaError as exc:
+            return [audit("message.rejected", type(exc).__name__, str(exc), now_ms, where=where)]
     if (checkin.hospital_id, checkin.device_id) != (where.hospital, where.device):
         detail = f"check-in says {checkin.hospital_id}/{checkin.device_id}"
         return [audit("message.rejected", "topic_mismatch", detail, now_ms, where=where)]
@@ -83,18 +95,11 @@ def handle_checkin(
     return outs
 
 
-def awaiting_plan(
-    value: bytes, plans: Mapping[str, RoundPlan], config: SelectorConfig
-) -> CheckIn | None:
-    """The check-in in ``value`` when it is acceptable but no model of it has a selecting plan."""
-    try:
-        checkin = decode(value, CheckIn)
-    except SchemaError:
-        return None
+def awaiting_plan(checkin: CheckIn, plans: Mapping[str, RoundPlan], config: SelectorConfig) -> bool:
+    """Whether ``checkin`` is acceptable but no model of it has a selecting plan."""
     if _refusal(checkin, config) is not None:
-        return None
-    selecting = any(p.state == SELECTING for m in checkin.models if (p := plans.get(m)))
-    return None if selecting else checkin
+        return False
+    return not any(p.state == SELECTING for m in checkin.models if (p := plans.get(m)))
 
 
 def plan_pending(checkin: CheckIn, now_ms: int, config: SelectorConfig) -> list[Out]:

@@ -150,3 +150,64 @@ class PubSubContract:
         await bus.publish(topic, b"b")  # closing one must not unsubscribe the other
         assert [r.value for r in await drain(second, 1)] == [b"b"]
         await second.close()
+
+    async def test_hash_matches_the_parent_level(self, bus: PubSubBus) -> None:
+        ns = unique()
+        sub = await self.subscribed(bus, [f"{ns}/a/#"])
+        await bus.publish(f"{ns}/a", b"parent")
+        await bus.publish(f"{ns}/ab", b"sibling")
+        await bus.publish(f"{ns}/a/b/c", b"deep")
+        assert [r.value for r in await drain(sub, 2)] == [b"parent", b"deep"]
+        assert await sub.get(0.3) is None
+        await sub.close()
+
+    async def test_plus_at_the_root_matches_one_level(self, bus: PubSubBus) -> None:
+        ns = unique()  # contract/<id>
+        level = ns.split("/")[1]
+        sub = await self.subscribed(bus, [f"+/{level}/leaf"])
+        await bus.publish(f"{ns}/leaf", b"a")
+        await bus.publish(f"{ns}/leaf/more", b"too deep")
+        await bus.publish(f"x/{ns}/leaf", b"too deep at the root")
+        assert [r.value for r in await drain(sub, 1)] == [b"a"]
+        assert await sub.get(0.3) is None
+        await sub.close()
+
+    async def test_dollar_topics_escape_root_wildcards(self, bus: PubSubBus) -> None:
+        level = unique().split("/")[1]
+        topic = f"$contract/{level}/leaf"
+        wild = await self.subscribed(bus, [f"+/{level}/leaf"])
+        exact = await self.subscribed(bus, [topic])
+        deeper = await self.subscribed(bus, [f"$contract/{level}/#"])
+        await bus.publish(topic, b"dollar")
+        await bus.publish(f"contract/{level}/leaf", b"plain")
+        assert [r.value for r in await drain(wild, 1)] == [b"plain"]
+        assert [r.value for r in await drain(exact, 1)] == [b"dollar"]
+        assert [r.value for r in await drain(deeper, 1)] == [b"dollar"]
+        assert await wild.get(0.3) is None
+        for sub in (wild, exact, deeper):
+            await sub.close()
+
+    async def test_one_filter_listed_twice_delivers_once(self, bus: PubSubBus) -> None:
+        ns = unique()
+        sub = await self.subscribed(bus, [f"{ns}/+/x", f"{ns}/+/x"])
+        await bus.publish(f"{ns}/a/x", b"once")
+        assert [r.value for r in await drain(sub, 1)] == [b"once"]
+        assert await sub.get(0.3) is None
+        await sub.close()
+
+    async def test_closing_a_wildcard_subscriber_keeps_the_others(self, bus: PubSubBus) -> None:
+        ns = unique()
+        group = "g" + uuid.uuid4().hex[:8]
+        gone = await self.subscribed(bus, [f"{ns}/+/x"])
+        kept = await self.subscribed(bus, [f"{ns}/+/x"])
+        member = await self.subscribed(bus, [f"{ns}/+/x"], share_group=group)
+        await gone.close()
+        await bus.publish(f"{ns}/a/x", b"after")
+        assert [r.value for r in await drain(kept, 1)] == [b"after"]
+        assert [r.value for r in await drain(member, 1)] == [b"after"]
+        await kept.close()
+        await member.close()
+        again = await self.subscribed(bus, [f"{ns}/+/x"])  # filter gone everywhere, then back
+        await bus.publish(f"{ns}/b/x", b"back")
+        assert [r.value for r in await drain(again, 1)] == [b"back"]
+        await again.close()

@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from typing import Any
+
 import numpy as np
 import pytest
 
+from flbus.memory import MemoryLog
+from flbus.port import Published
 from flcore.tokens import issue_token
 from schemas import AuditEvent, EvaluationReport, ModelUpdate, Tensors, TrainingFailure, decode
 from schemas import encode as encode_msg
 from schemas.chunking import decode_chunked, encode_chunked
 from schemas.headers import upload_headers
-from schemas.topics import KAFKA_AUDIT, KAFKA_EVALUATIONS, eval_topic, updates_topic, upload_topic
+from schemas.topics import (
+    KAFKA_AUDIT,
+    KAFKA_CHECKINS,
+    KAFKA_EVALUATIONS,
+    checkin_topic,
+    eval_topic,
+    updates_topic,
+    upload_topic,
+)
 from tests.support.forge import forged
-from tests.unit.test_selector_checkin import NOW, SECRET, drain, running, until
+from tests.unit.test_selector_checkin import (
+    CONFIG,
+    NOW,
+    SECRET,
+    checkin,
+    drain,
+    plan,
+    running,
+    until,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -190,3 +213,28 @@ async def test_selector_evaluation_reports_go_to_evaluations_keyed_by_model() ->
         await until(lambda: h.selectors[0].stats["evaluation"] == 1)
         [record] = await drain(h.log, KAFKA_EVALUATIONS)
         assert record.key == b"digits" and decode(record.value, EvaluationReport) == report
+
+
+async def test_selector_uploads_do_not_wait_behind_stalled_checkins() -> None:
+    release = asyncio.Event()
+
+    class SlowCheckins(MemoryLog):
+        """Forwarding a check-in hangs until released (a slow Kafka partition, say)."""
+
+        async def publish(self, topic: str, value: bytes, **kw: Any) -> Published:
+            if topic == KAFKA_CHECKINS:
+                await release.wait()
+            return await super().publish(topic, value, **kw)
+
+    config = dataclasses.replace(CONFIG, workers=1)
+    async with running(config=config, plans=(plan(),), log_factory=SlowCheckins) as h:
+        for d in range(3):
+            await h.pubsub.publish(checkin_topic("h0", f"c{d}"), encode_msg(checkin("h0", f"c{d}")))
+        chunks = update_chunks()
+        headers = upload_headers(token(), "digits", 3, 2)
+        for data in chunks:
+            await h.pubsub.publish(upload_topic("h0", "d1"), data, headers=headers)
+        await until(lambda: h.selectors[0].stats["update_chunk"] == len(chunks))
+        assert h.selectors[0].stats["checkin"] == 0  # the check-ins are still stuck
+        release.set()
+        await until(lambda: h.selectors[0].stats["checkin"] == 3)

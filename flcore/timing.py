@@ -1,0 +1,87 @@
+"""How long a round admits devices and how long it runs, from the population it expects.
+
+A fixed two-second selection window suits 30 devices and starves 1,000: the
+selectors answer check-ins at a finite rate, so admitting ``n`` devices takes
+about ``n / rate`` seconds however fast the devices come. The configured
+window and timeout are therefore floors: :func:`round_timing` stretches the
+window to answer every expected device at the check-in rate (the one observed
+when a past window ran out before its targets, else an assumed one), and the
+timeout keeps the configured time for training after it, or more when the
+wanted updates need longer to upload at the upload rate. A long window costs
+little: selection stops as soon as the admission targets are reached.
+Everything is bounded: rates have a floor and the window a ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from flcore.errors import InvalidParameter
+
+ASSUMED_CHECKINS_PER_S = 200.0
+"""Check-ins a federation's selectors answer per second, until a window shows otherwise."""
+ASSUMED_UPLOADS_PER_S = 100.0
+"""Device updates the upload path takes per second (conservative for megabyte updates)."""
+MARGIN = 1.5
+"""Head-room over the time the rates give (bursts, stragglers, other models' traffic)."""
+MIN_RATE_PER_S = ASSUMED_CHECKINS_PER_S / 4
+"""An observed rate below this is treated as this: a window that ran out because devices
+were missing (not slow to answer) measures a low rate too, so an observation may stretch
+the window at most four-fold over the assumed rate's."""
+MAX_WINDOW_MS = 600_000
+"""The longest selection window the rule gives (ten minutes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoundTiming:
+    """The selection window and round timeout to open a round with (ms from opening)."""
+
+    selection_window_ms: int
+    round_timeout_ms: int
+
+
+def round_timing(
+    *,
+    expected_devices: int,
+    wanted_updates: int,
+    min_window_ms: int,
+    min_timeout_ms: int,
+    checkins_per_s: float | None = None,
+    uploads_per_s: float = ASSUMED_UPLOADS_PER_S,
+) -> RoundTiming:
+    """The timing for a round expecting ``expected_devices`` and wanting ``wanted_updates``.
+
+    ``min_window_ms`` and ``min_timeout_ms`` are the configured values (never
+    shortened); ``checkins_per_s`` is the observed answer rate, None when none
+    was observed (0 when a window answered nobody: the floor rate applies).
+    Raises :class:`InvalidParameter` for negative counts, a window longer than
+    the timeout, or a rate that is negative, not finite, or a zero upload rate.
+    """
+    if expected_devices < 0 or wanted_updates < 0:
+        raise InvalidParameter(f"negative device counts {expected_devices}, {wanted_updates}")
+    if not 0 < min_window_ms <= min_timeout_ms:
+        raise InvalidParameter(f"need 0 < window {min_window_ms} <= timeout {min_timeout_ms}")
+    if checkins_per_s is not None and not (checkins_per_s >= 0 and math.isfinite(checkins_per_s)):
+        raise InvalidParameter(f"a check-in rate must be >= 0 and finite, got {checkins_per_s}")
+    if not (uploads_per_s > 0 and math.isfinite(uploads_per_s)):
+        raise InvalidParameter(f"an upload rate must be positive and finite, got {uploads_per_s}")
+    rate = ASSUMED_CHECKINS_PER_S if checkins_per_s is None else checkins_per_s
+    rate = max(MIN_RATE_PER_S, rate)
+    needed = math.ceil(MARGIN * expected_devices / rate * 1000)
+    window = max(min_window_ms, min(needed, MAX_WINDOW_MS))
+    uploads = math.ceil(MARGIN * wanted_updates / max(MIN_RATE_PER_S, uploads_per_s) * 1000)
+    after = max(min_timeout_ms - min_window_ms, min(uploads, MAX_WINDOW_MS))
+    return RoundTiming(window, window + after)
+
+
+def observed_checkin_rate(answered: float, window_ms: int, *, targets_met: bool) -> float | None:
+    """The check-in answer rate a finished selection window shows, or None if it shows none.
+
+    Only a window that ran out before its targets were met measures the rate
+    (``answered`` check-ins in ``window_ms``); one that met them early says
+    only that the rate sufficed.
+    """
+    if targets_met or window_ms <= 0 or answered < 0:
+        return None
+    return answered / (window_ms / 1000)
