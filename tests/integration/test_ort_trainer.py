@@ -108,6 +108,21 @@ def test_ort_training_improves_held_out_accuracy(
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_ort_mnist_cnn_million_parameters_learns_in_a_few_dozen_steps(
+    artifact_root: Path,
+) -> None:
+    # The large model: ~1M parameters (megabyte updates), trained by ORT on 28x28 MNIST.
+    x, y, xt, yt = _split("mnist_cnn")
+    trainer = Trainer(artifact_root / "mnist_cnn", threads=1)
+    assert 900_000 <= trainer.manifest.total_size <= 1_100_000
+    before = trainer.evaluate(xt[:500], yt[:500])
+    config = TrainConfig(max_steps=40, batch_size=32, learning_rate=0.05)
+    result = trainer.train(x, y, config, np.random.default_rng(0))
+    trainer.load_weights(trainer.weights() + result.update, trainer.manifest)
+    after = trainer.evaluate(xt[:500], yt[:500])
+    assert after.accuracy >= 0.75 > before.accuracy
+
+
 def test_ort_max_steps_and_clipping_bound_the_update(artifact_root: Path) -> None:
     x, y, _, _ = _split("digits_mlp")
     trainer = Trainer(artifact_root / "digits_mlp")
