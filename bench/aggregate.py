@@ -1,6 +1,6 @@
 """The aggregator's arithmetic path beside numpy's float32 in-place add and Flower's aggregate.
 
-Run: ``python -m bench.aggregate [--updates 100] [--floats 1000000] [--repeat 3]``.
+Run: ``python -m bench.aggregate [--updates 100] [--floats 1000000] [--repeat 5]``.
 
 Every path folds the same ``--updates`` float32 vectors of ``--floats``
 elements, in the same run. The aggregator's path is what it does per update:
@@ -9,7 +9,8 @@ round facts, shape, finiteness, L2 norm bound) and ``StreamingWeightedSum.add``
 (weight = examples); then the mean. The reference is numpy's float32 in-place
 add of the same arrays (``acc += x``), the floor of any fold that reads every
 update once; Flower's ``aggregate`` (flwr, optional) is the other reference.
-GB/s is update bytes (4 per float) / wall time, best of ``--repeat``. The
+GB/s is update bytes (4 per float) / wall time, best of ``--repeat`` rounds
+that run the paths in turn. The
 target: the aggregator's path at >= 50% of numpy's in-place add.
 """
 
@@ -99,14 +100,19 @@ def _flower() -> Callable[[list[np.ndarray], list[int]], object] | None:
     return run
 
 
-def best_seconds(fn: Callable[[], object], repeat: int) -> float:
-    """Best wall time of ``repeat`` calls."""
-    times = []
+def best_seconds(paths: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Best wall time of each path over ``repeat`` rounds that run every path in turn.
+
+    Interleaved, so load from other processes on a shared machine hits every
+    path alike instead of whichever happened to run during it.
+    """
+    best = dict.fromkeys(paths, float("inf"))
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for name, fn in paths.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=100)
     parser.add_argument("--floats", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     reuse_heap_buffers()  # as the services run
     payloads = _payloads(args.updates, args.floats)
@@ -122,24 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     arrays = [u.tensors.flat for u in decoded]
     weights = [u.num_examples for u in decoded]
     gigabytes = args.updates * args.floats * 4 / 1e9
-    ours = aggregator_path(payloads, args.floats)
     expected = np.average(np.stack(arrays[:4]), axis=0, weights=weights[:4])
     check = aggregator_path(payloads[:4], args.floats)
     assert np.allclose(check, expected, atol=1e-7), "the aggregator's mean is wrong"
-    del ours
-    rows: list[tuple[str, float]] = [
-        (
-            "numpy float32 acc += x (reference)",
-            best_seconds(lambda: numpy_inplace_add(arrays), args.repeat),
-        ),
-        (
-            "aggregator: decode + validate + fold",
-            best_seconds(lambda: aggregator_path(payloads, args.floats), args.repeat),
-        ),
-    ]
+    paths: dict[str, Callable[[], object]] = {
+        "numpy float32 acc += x (reference)": lambda: numpy_inplace_add(arrays),
+        "aggregator: decode + validate + fold": lambda: aggregator_path(payloads, args.floats),
+    }
     flower = _flower()
     if flower is not None:
-        rows.append(("flwr aggregate", best_seconds(lambda: flower(arrays, weights), args.repeat)))
+        paths["flwr aggregate"] = lambda: flower(arrays, weights)
+    rows = list(best_seconds(paths, args.repeat).items())
     reference = gigabytes / rows[0][1]
     print(f"{args.updates} updates x {args.floats} float32; best of {args.repeat}")
     print(f"{'path':<40} {'GB/s':>7} {'of numpy':>9}")
