@@ -3,7 +3,9 @@
 For every zoo model, prints the time per training step and per epoch with ONNX
 Runtime Training (through the device SDK's Trainer) and with the NumPy
 reference where one exists, the one-off ORT session setup, and the peak RSS of
-this process (resource.getrusage) after each model's training.
+this process (resource.getrusage) after each model's training. A second table
+times one device's ``--rounds`` rounds with an ORT session built every round
+beside the pooled session it now reuses (device_sdk.sessions).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime
 import structlog
 
+from device_sdk.sessions import SessionPool
 from device_sdk.trainer import TrainConfig, Trainer
 from flsim.datasets import model_dataset
 from modelzoo import generate_artifacts, get_spec, model_names, shuffled_batches, unflatten
@@ -102,6 +106,34 @@ def bench_model(
     return rows
 
 
+def rebuild_vs_reuse(
+    name: str, root: Path, rounds: int, rows: int, threads: int | None
+) -> list[str]:
+    """One device's ``rounds`` rounds on ``rows`` examples: a session built per round vs pooled."""
+    data = model_dataset(get_spec(name))
+    x, y = data.X[:rows], data.y[:rows]
+    config = TrainConfig(epochs=1, batch_size=32, learning_rate=0.05)
+    cells = [name, str(rounds), str(rows)]
+    per_round = []
+    for pool in (SessionPool[Any](max_idle=0), SessionPool[Any]()):  # rebuild, then reuse
+        trainer = Trainer(root / name, threads=threads, sessions=pool)
+        start = trainer.weights()
+        t0 = time.perf_counter()
+        for r in range(rounds):
+            trainer.load_weights(start)  # each round brings new global weights
+            trainer.train(x, y, config, np.random.default_rng(r))
+        per_round.append((time.perf_counter() - t0) / rounds)
+        cells += [f"{per_round[-1] * 1e3:.1f}", str(pool.built)]
+    cells.append(f"{per_round[0] / per_round[1]:.2f}x")
+    return cells
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -110,6 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure; median shown")
     parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (0: default)")
+    parser.add_argument("--models", default=",".join(model_names()), help="comma separated")
+    parser.add_argument(
+        "--rounds", type=int, default=20, help="rounds of one device, rebuild/reuse"
+    )
+    parser.add_argument("--device-rows", type=int, default=64, help="examples of that device")
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     threads = args.threads or None
@@ -134,17 +171,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"peak RSS after imports: {peak_rss_mb():.0f} MiB")
     rows: list[list[str]] = []
+    reuse: list[list[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in model_names():
+        for name in args.models.split(","):
             rows += bench_model(
                 name, Path(tmp), args.epochs, args.batch_size, args.lr, args.repeat, threads
             )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+            reuse.append(rebuild_vs_reuse(name, Path(tmp), args.rounds, args.device_rows, threads))
+    _print_table(header, rows)
     print(
-        "ORT ms/epoch includes the per-round session setup (setup ms); ms/step excludes it. "
-        "Peak RSS is the process high-water mark after that row (monotonic)."
+        "ORT ms/epoch includes a round's setup (setup ms: weights into the pooled session); "
+        "ms/step excludes it. Peak RSS is the process high-water mark after that row (monotonic)."
+    )
+    print()
+    _print_table(
+        ["model", "rounds", "rows", "rebuild ms/rd", "built", "reuse ms/rd", "built", "speed-up"],
+        reuse,
+    )
+    print(
+        "One device's rounds (load the new global weights, one epoch): a session built every "
+        "round (a pool that keeps none) beside the pooled session of device_sdk.sessions."
     )
 
 

@@ -15,7 +15,7 @@ Hierarchy::
     └── StoreError                the local example store failed (sqlite, naive datetimes)
 
 ORT and sqlite exceptions are translated into these at the point of the call
-(see ``trainer._ort_errors`` and ``store``); callers never see onnxruntime types.
+(see ``ort_session.ort_errors`` and ``store``); callers never see onnxruntime types.
 """
 
 from __future__ import annotations

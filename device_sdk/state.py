@@ -54,10 +54,12 @@ class ModelState:
         return self.artifacts.get(self.latest_digest) if self.latest_digest else None
 
     def training_trainer(self, path: Path, threads: int | None) -> Trainer:
-        """The trainer used by rounds for the artifacts at ``path`` (cached)."""
+        """The trainer used by rounds for the artifacts at ``path`` (the latest one is cached)."""
         trainer = self._trainers.get(path)
         if trainer is None:
-            trainer = self._trainers[path] = Trainer(path, threads=threads)
+            # Only the newest artifacts are kept: a trainer per bundle ever installed would grow.
+            trainer = Trainer(path, threads=threads)
+            self._trainers = {path: trainer}
         return trainer
 
     def serving_trainer(self, threads: int | None) -> Trainer:

@@ -1,13 +1,17 @@
 """Local training, evaluation and prediction over ONNX Runtime (the trainer adapter).
 
-The trainer holds the *global* weights of one model. ``train`` starts a fresh ORT
-training session from them (so optimizer state never leaks across rounds),
-returns the update local - global, and leaves the global weights unchanged.
+The trainer holds the *global* weights of one model. ``train`` loads them into a
+training session borrowed from a pool (:mod:`device_sdk.sessions`; SGD keeps no
+state between rounds, AdamW sessions are never reused, so optimizer state never
+leaks across rounds), returns the update local - global, and leaves the global
+weights unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,19 +29,17 @@ from device_sdk.errors import (
     DataError,
     FeatureError,
     LabelError,
-    SdkError,
     TrainingDivergedError,
     WeightsError,
 )
+from device_sdk.ort_session import OrtSession, ort_errors
+from device_sdk.sessions import SessionKey, SessionPool, shared_pool
 from device_sdk.training import EvalResult, TrainConfig, TrainResult, clip_to_norm
 from modelzoo import ort_compat
 from modelzoo.artifacts import (
     CHECKPOINT,
-    EVAL_MODEL,
     INFERENCE_MODEL,
-    TRAINING_MODEL,
     ArtifactInfo,
-    optimizer_file,
 )
 from modelzoo.data import shuffled_batches
 from modelzoo.errors import ManifestError
@@ -50,46 +52,6 @@ log = structlog.get_logger(__name__)
 F32 = NDArray[np.float32]
 
 
-@contextlib.contextmanager
-def _ort_errors(what: str) -> Iterator[None]:
-    """Translate ORT's exceptions (RuntimeError and friends) into ArtifactError."""
-    try:
-        yield
-    except SdkError:
-        raise
-    except Exception as exc:  # ORT raises RuntimeError, Fail, InvalidArgument, ...
-        raise ArtifactError(f"{what}: {str(exc).strip()[:300]}") from exc
-
-
-class _Session:
-    """One ORT training session (state, module, optimizer) with given weights loaded."""
-
-    def __init__(self, trainer: Trainer, weights: F32, optimizer: str | None) -> None:
-        api = ort_compat.load_training_api()
-        d = trainer.artifact_dir
-        with _ort_errors("cannot load training artifacts"):
-            self.state = api.CheckpointState.load_checkpoint(str(d / CHECKPOINT))
-            self.module = api.Module(
-                str(d / TRAINING_MODEL),
-                self.state,
-                str(d / EVAL_MODEL),
-                session_options=trainer.session_options(),
-            )
-            self.optimizer = (
-                api.Optimizer(str(d / optimizer_file(optimizer)), self.module)
-                if optimizer is not None
-                else None
-            )
-            # Parameters can only be written once a Module owns the state.
-            for name, value in unflatten(weights, trainer.manifest).items():
-                self.state.parameters[name].data = value
-
-    def weights(self, manifest: ParamManifest) -> F32:
-        """Current parameters of the session as a flat vector."""
-        with _ort_errors("cannot read parameters"):
-            return flatten({n: self.state.parameters[n].data for n in manifest.names}, manifest)
-
-
 class Trainer:
     """Train, evaluate and predict with one model's ORT artifacts."""
 
@@ -99,22 +61,29 @@ class Trainer:
         *,
         clock: Callable[[], float] = time.perf_counter,
         threads: int | None = None,
+        sessions: SessionPool[Any] | None = None,
     ) -> None:
-        """Open verified artifacts; ``threads`` caps ORT intra-op threads (None: ORT default)."""
+        """Open verified artifacts; ``threads`` caps ORT intra-op threads (None: ORT default).
+
+        Training sessions come from ``sessions`` (None: the process's shared pool),
+        so a new round loads its weights into a session instead of building one.
+        """
         self.artifact_dir = Path(artifact_dir)
         self._threads = threads
         self._clock = clock
         self._info = read_verified_info(self.artifact_dir)
         self._log = log.bind(model=self._info.model_name)
         api = ort_compat.load_training_api()
-        with _ort_errors("cannot load checkpoint"):
+        with ort_errors("cannot load checkpoint"):
             state = api.CheckpointState.load_checkpoint(str(self.artifact_dir / CHECKPOINT))
             params = {n: np.asarray(p.data) for n, p in state.parameters}
         try:
             self._global = flatten(params, self._info.manifest)
         except ManifestError as exc:
             raise ArtifactError(f"checkpoint does not match artifacts.json: {exc}") from exc
-        self._eval_session: _Session | None = None
+        self._sessions = sessions if sessions is not None else shared_pool()
+        digest = hashlib.sha256(json.dumps(self._info.sha256, sort_keys=True).encode()).hexdigest()
+        self._digest = f"{self._info.model_name}:{digest}"
         self._inference: ort.InferenceSession | None = None
 
     def session_options(self) -> ort.SessionOptions:
@@ -156,7 +125,6 @@ class Trainer:
         if not np.all(np.isfinite(vec)):
             raise WeightsError("weights contain NaN or inf")
         self._global = vec.astype(np.float32, copy=True)
-        self._eval_session = None
         self._inference = None
 
     def _features(self, x: NDArray[Any]) -> F32:
@@ -202,7 +170,30 @@ class Trainer:
         if config.optimizer not in self._info.optimizers:
             raise ArtifactError(f"artifacts have no optimizer {config.optimizer!r}")
         started = self._clock()
-        session = _Session(self, self._global, config.optimizer)
+        with self._session(config.optimizer) as session:
+            return self._train(session, feats, labels, config, rng, evaluate_first, started)
+
+    @contextlib.contextmanager
+    def _session(self, optimizer: str | None) -> Iterator[OrtSession]:
+        """A pooled session for ``optimizer`` holding the global weights."""
+        key = SessionKey(self._info.model_name, self._digest, optimizer, self._threads)
+        with self._sessions.borrow(
+            key, lambda: OrtSession(self.artifact_dir, self.session_options(), optimizer)
+        ) as session:
+            session.load(self._global, self.manifest)
+            yield session
+
+    def _train(
+        self,
+        session: OrtSession,
+        feats: F32,
+        labels: NDArray[np.int64],
+        config: TrainConfig,
+        rng: np.random.Generator,
+        evaluate_first: bool,
+        started: float,
+    ) -> TrainResult:
+        n = feats.shape[0]
         assert session.optimizer is not None
         session.optimizer.set_learning_rate(config.learning_rate)
         base_eval = self._score(session.module, feats, labels) if evaluate_first else None
@@ -214,7 +205,7 @@ class Trainer:
             for idx in shuffled_batches(n, config.batch_size, rng):
                 if steps >= limit:
                     break
-                with _ort_errors("training step failed"):
+                with ort_errors("training step failed"):
                     loss = float(session.module(feats[idx], labels[idx])[0])
                     if not np.isfinite(loss):
                         raise TrainingDivergedError(f"loss is {loss} at step {steps}", steps)
@@ -256,9 +247,8 @@ class Trainer:
         n = feats.shape[0]
         if n == 0:
             raise DataError("no labelled examples to evaluate on")
-        if self._eval_session is None:
-            self._eval_session = _Session(self, self._global, None)
-        return self._score(self._eval_session.module, feats, labels, batch_size)
+        with self._session(None) as session:
+            return self._score(session.module, feats, labels, batch_size)
 
     @staticmethod
     def _score(
@@ -267,7 +257,7 @@ class Trainer:
         """Loss and accuracy of the weights ``module`` holds, through its eval graph."""
         n = feats.shape[0]
         loss_sum, correct = 0.0, 0
-        with _ort_errors("evaluation failed"):
+        with ort_errors("evaluation failed"):
             module.eval()
             for start in range(0, n, batch_size):
                 xb, yb = feats[start : start + batch_size], labels[start : start + batch_size]
@@ -278,7 +268,7 @@ class Trainer:
 
     def _inference_session(self) -> ort.InferenceSession:
         if self._inference is None:
-            with _ort_errors("cannot load inference model"):
+            with ort_errors("cannot load inference model"):
                 model = with_weights(
                     onnx.load(str(self.artifact_dir / INFERENCE_MODEL)),
                     unflatten(self._global, self.manifest),
@@ -294,7 +284,7 @@ class Trainer:
         """Class probabilities (n, classes) from the global weights, plain ORT inference."""
         feats = self._features(x)
         session = self._inference_session()
-        with _ort_errors("inference failed"):
+        with ort_errors("inference failed"):
             (raw,) = session.run(None, {session.get_inputs()[0].name: feats})
         logits = np.asarray(raw, dtype=np.float64)
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from flcore.blockwise import BLOCK
 from flcore.errors import EmptyAggregate, InvalidParameter, SizeMismatch
 
 
@@ -24,7 +25,7 @@ def _check_weight(weight: float) -> float:
 
 
 class StreamingWeightedSum:
-    """Running sum of ``weight * delta`` in float64; memory is two vectors of the model size."""
+    """Running sum of ``weight * delta`` in float64; memory is one vector of the model size."""
 
     __slots__ = ("_acc", "_count", "_scratch", "_total_weight")
 
@@ -33,7 +34,7 @@ class StreamingWeightedSum:
         if size < 0:
             raise InvalidParameter(f"size must be >= 0, got {size}")
         self._acc = np.zeros(size, dtype=np.float64)
-        self._scratch = np.empty(size, dtype=np.float64)
+        self._scratch = np.empty(min(size, BLOCK), dtype=np.float64)
         self._total_weight = 0.0
         self._count = 0
 
@@ -75,9 +76,13 @@ class StreamingWeightedSum:
         weight = _check_weight(weight)
         if delta.ndim != 1 or delta.size != self._acc.size:
             raise SizeMismatch(f"delta of shape {delta.shape} != accumulator size {self._acc.size}")
-        # Into a preallocated buffer: folding allocates nothing per update.
-        np.multiply(delta, weight, out=self._scratch, dtype=np.float64)
-        self._acc += self._scratch
+        # Block by block through a cache-sized scratch: nothing allocated, and each
+        # block's product is added while it is still in cache.
+        for start in range(0, self._acc.shape[0], BLOCK):
+            part = self._scratch[: min(BLOCK, self._acc.shape[0] - start)]
+            np.multiply(delta[start : start + BLOCK], weight, out=part, casting="unsafe")
+            target = self._acc[start : start + BLOCK]
+            np.add(target, part, out=target)
         self._total_weight += weight
         self._count += 1
 

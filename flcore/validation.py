@@ -14,8 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flcore.blockwise import exact_squared_norm, first_non_finite, squared_norm
 from flcore.rejection import Rejection, RejectReason
 from flcore.tokens import verify_token
+
+_NEAR = 1e-3  # relative margin under the norm bound where the norm is recomputed in float64
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +115,23 @@ def _check_array(delta: np.ndarray, rf: RoundFacts) -> Rejection | None:
         )
     if not np.issubdtype(delta.dtype, np.floating):
         return Rejection(RejectReason.BAD_SHAPE, f"delta dtype {delta.dtype} is not floating point")
-    finite = np.isfinite(delta)
-    if not finite.all():
-        first = int(np.argmin(finite))
-        return Rejection(RejectReason.NON_FINITE, f"{_locate(first, rf)} is {delta[first]}")
-    if rf.norm_bound > 0:
-        norm = float(np.linalg.norm(delta.astype(np.float64)))
-        # A device clipping in float32 may land a hair above the bound; don't punish rounding.
-        if norm > rf.norm_bound * (1 + 1e-5):
-            return Rejection(
-                RejectReason.NORM_EXCEEDED, f"L2 norm {norm:.6g} > bound {rf.norm_bound:.6g}"
-            )
-    elif not math.isfinite(float(np.linalg.norm(delta.astype(np.float64)))):
+    # One cached-block scan gives the norm and, for free, finiteness (see flcore.blockwise).
+    squared = squared_norm(delta)
+    if not math.isfinite(squared):
+        first = first_non_finite(delta)
+        if first is not None:
+            return Rejection(RejectReason.NON_FINITE, f"{_locate(first, rf)} is {delta[first]}")
+        squared = exact_squared_norm(delta)  # finite elements whose squares overflowed float32
+    bound = rf.norm_bound
+    near = (bound * (1 - _NEAR)) ** 2 < squared < (bound * (1 + _NEAR)) ** 2
+    if bound > 0 and near and delta.dtype != np.float64:
+        # Close to the bound the float32 block sums may err in the last digits: decide exactly.
+        squared = exact_squared_norm(delta)
+    norm = math.sqrt(squared)
+    # A device clipping in float32 may land a hair above the bound; don't punish rounding.
+    if bound > 0 and norm > bound * (1 + 1e-5):
+        return Rejection(RejectReason.NORM_EXCEEDED, f"L2 norm {norm:.6g} > bound {bound:.6g}")
+    if not math.isfinite(norm):
         return Rejection(RejectReason.NON_FINITE, "L2 norm overflows")
     return None
 

@@ -33,7 +33,7 @@ from flproc.settings import (
 )
 from flsim.attack import ATTACKS
 from flsim.errors import SimulationError
-from modelzoo import ZooError
+from modelzoo import ZooError, model_names
 from services.coordinator.config import MODELS, ROUND_SETTINGS, SEED, RoundSettings
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ SETTINGS: tuple[Setting, ...] = (
     MQTT_URL.but(flag="--mqtt", default=None, help="use this running MQTT broker (with --kafka)"),
     KAFKA_BOOTSTRAP.but(flag="--kafka", default=None,
                         help="use this running Kafka (with --mqtt)"),
-    MODELS.but(help="zoo models to train side by side (digits_mlp, digits_cnn, breast_cancer)"),
+    MODELS.but(help=f"zoo models to train side by side ({', '.join(model_names())})"),
     Setting("hospitals", "--hospitals", "FL_DEMO_HOSPITALS", "hospitals",
             integer(Range(1)), "3"),
     DEVICES_PER_HOSPITAL,

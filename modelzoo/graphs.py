@@ -101,6 +101,49 @@ def build_cnn(
     return _model(name, nodes, inits, list(image), classes)
 
 
+def build_image_cnn(
+    name: str,
+    image: tuple[int, int, int],
+    convs: tuple[int, int],
+    hidden: int,
+    classes: int,
+    seed: int,
+) -> onnx.ModelProto:
+    """Two valid 3x3 convs (ReLU) -> MaxPool 2x2 -> Flatten -> Gemm (ReLU) -> Gemm.
+
+    The classic MNIST CNN shape; with convs (32, 64) and ``hidden`` ~100 on 28x28
+    images most of its million parameters sit in the first dense layer.
+    """
+    c_in, height, width = image
+    c1, c2 = convs
+    rng = np.random.default_rng(seed)
+    flat = c2 * ((height - 4) // 2) * ((width - 4) // 2)
+    inits = [
+        ("conv1.weight", _he_normal(rng, (c1, c_in, 3, 3), c_in * 9)),
+        ("conv1.bias", np.zeros(c1, np.float32)),
+        ("conv2.weight", _he_normal(rng, (c2, c1, 3, 3), c1 * 9)),
+        ("conv2.bias", np.zeros(c2, np.float32)),
+        ("fc1.weight", _he_normal(rng, (flat, hidden), flat)),
+        ("fc1.bias", np.zeros(hidden, np.float32)),
+        ("fc2.weight", _he_normal(rng, (hidden, classes), hidden)),
+        ("fc2.bias", np.zeros(classes, np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Conv", [INPUT_NAME, "conv1.weight", "conv1.bias"], ["conv1.out"]),
+        helper.make_node("Relu", ["conv1.out"], ["relu1.out"]),
+        helper.make_node("Conv", ["relu1.out", "conv2.weight", "conv2.bias"], ["conv2.out"]),
+        helper.make_node("Relu", ["conv2.out"], ["relu2.out"]),
+        helper.make_node(
+            "MaxPool", ["relu2.out"], ["pool.out"], kernel_shape=[2, 2], strides=[2, 2]
+        ),
+        helper.make_node("Flatten", ["pool.out"], ["flat.out"], axis=1),
+        helper.make_node("Gemm", ["flat.out", "fc1.weight", "fc1.bias"], ["fc1.out"]),
+        helper.make_node("Relu", ["fc1.out"], ["relu3.out"]),
+        helper.make_node("Gemm", ["relu3.out", "fc2.weight", "fc2.bias"], [OUTPUT_NAME]),
+    ]
+    return _model(name, nodes, inits, list(image), classes)
+
+
 def trainable_initializers(model: onnx.ModelProto) -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) of the float32 initializers in graph order: the model's parameters."""
     return [

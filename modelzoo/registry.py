@@ -62,6 +62,18 @@ MODELS: dict[str, ModelSpec] = {
             dataset="digits",
         ),
         ModelSpec(
+            name="mnist_cnn",
+            input_shape=(1, 28, 28),
+            classes=10,
+            builder=lambda seed: graphs.build_image_cnn(
+                "mnist_cnn", (1, 28, 28), (32, 64), 108, 10, seed
+            ),
+            has_reference=False,
+            description="Conv3x3(32) -> Conv3x3(64) -> MaxPool2 -> Gemm(9216-108) -> Gemm(108-10), "
+            "ReLU, ~1.0M parameters, for 28x28 MNIST digits scaled /255",
+            dataset="mnist",
+        ),
+        ModelSpec(
             name="breast_cancer",
             input_shape=(30,),
             classes=2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -19,6 +20,7 @@ from device_sdk.errors import (
     UnknownModelError,
     WeightsError,
 )
+from device_sdk.sessions import SessionPool
 from device_sdk.trainer import TrainConfig, Trainer
 from flsim.datasets import model_dataset
 from flsim.experiment import shuffled_split
@@ -108,6 +110,21 @@ def test_ort_training_improves_held_out_accuracy(
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_ort_mnist_cnn_million_parameters_learns_in_a_few_dozen_steps(
+    artifact_root: Path,
+) -> None:
+    # The large model: ~1M parameters (megabyte updates), trained by ORT on 28x28 MNIST.
+    x, y, xt, yt = _split("mnist_cnn")
+    trainer = Trainer(artifact_root / "mnist_cnn", threads=1)
+    assert 900_000 <= trainer.manifest.total_size <= 1_100_000
+    before = trainer.evaluate(xt[:500], yt[:500])
+    config = TrainConfig(max_steps=40, batch_size=32, learning_rate=0.05)
+    result = trainer.train(x, y, config, np.random.default_rng(0))
+    trainer.load_weights(trainer.weights() + result.update, trainer.manifest)
+    after = trainer.evaluate(xt[:500], yt[:500])
+    assert after.accuracy >= 0.75 > before.accuracy
+
+
 def test_ort_max_steps_and_clipping_bound_the_update(artifact_root: Path) -> None:
     x, y, _, _ = _split("digits_mlp")
     trainer = Trainer(artifact_root / "digits_mlp")
@@ -130,6 +147,24 @@ def test_ort_same_seed_gives_same_update(artifact_root: Path) -> None:
     c = trainer.train(x, y, config, np.random.default_rng(6)).update
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_ort_rounds_in_a_reused_session_equal_rounds_in_fresh_ones(
+    artifact_root: Path, tmp_path: Path, optimizer: str
+) -> None:
+    # Two devices that installed the same bundle in their own folders, one process.
+    x, y, _, _ = _split("digits_mlp")
+    dirs = [shutil.copytree(artifact_root / "digits_mlp", tmp_path / d) for d in ("a", "b")]
+    pool: SessionPool[Any] = SessionPool()
+    devices = [Trainer(d, sessions=pool) for d in dirs]
+    config = TrainConfig(max_steps=5, learning_rate=0.01, optimizer=optimizer)
+    fresh = Trainer(dirs[0], sessions=SessionPool(max_idle=0))
+    expected = fresh.train(x, y, config, np.random.default_rng(3)).update
+    updates = [t.train(x, y, config, np.random.default_rng(3)).update for t in devices * 2]
+    for update in updates:  # no optimizer state or weights leak from the previous round
+        np.testing.assert_array_equal(update, expected)
+    assert pool.built == (1 if optimizer == "sgd" else 4)
 
 
 def test_ort_evaluate_first_scores_the_global_weights_not_the_trained_ones(

@@ -3,6 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from flcore.blockwise import BLOCK
 from flcore.errors import InvalidParameter
 from flcore.rejection import RejectReason
 from flcore.tokens import TOKEN_SIZE, issue_token, token_expiry_ms, verify_token
@@ -202,3 +203,21 @@ def test_forged_update_rejected_as_bad_token_before_round_facts_leak() -> None:
     # Wrong model *and* wrong token: the sender learns only that the token is bad.
     rej = _check(_update(model="cancer"))
     assert rej is not None and rej.reason is RejectReason.BAD_TOKEN
+
+
+def test_large_finite_update_is_not_taken_for_non_finite() -> None:
+    # 3e19 squared overflows float32: the fast block norm is inf, the values are not.
+    big = np.array([3e19, 0, 0, 0, 0, 0], np.float32)
+    assert _check(_update(delta=big), dataclasses.replace(FACTS, norm_bound=0.0)) is None
+    rej = _check(_update(delta=big))
+    assert rej is not None and rej.reason is RejectReason.NORM_EXCEEDED and "3e+19" in rej.detail
+
+
+def test_non_finite_found_past_the_first_block() -> None:
+    size = 3 * BLOCK + 5
+    delta = np.zeros(size, np.float32)
+    delta[2 * BLOCK + 7] = np.nan
+    facts = dataclasses.replace(FACTS, expected_size=size, layer_sizes=())
+    rej = _check(_update(delta=delta), facts)
+    assert rej is not None and rej.reason is RejectReason.NON_FINITE
+    assert f"element {2 * BLOCK + 7}" in rej.detail

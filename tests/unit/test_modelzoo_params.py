@@ -65,12 +65,15 @@ def test_manifest_json_roundtrip_and_duplicates_rejected() -> None:
         ParamManifest.of([("a", (1,)), ("a", (2,))])
 
 
-def test_registry_lists_the_three_zoo_models_with_shapes() -> None:
-    assert set(model_names()) == {"digits_mlp", "digits_cnn", "breast_cancer"}
+def test_registry_lists_the_zoo_models_with_shapes() -> None:
+    assert set(model_names()) == {"digits_mlp", "digits_cnn", "mnist_cnn", "breast_cancer"}
     mlp = get_spec("digits_mlp")
     assert (mlp.feature_width, mlp.classes) == (64, 10)
     assert mlp.param_manifest().total_size == 64 * 32 + 32 + 32 * 10 + 10
     assert get_spec("digits_cnn").input_shape == (1, 8, 8)
+    big = get_spec("mnist_cnn")
+    assert (big.input_shape, big.classes, big.dataset) == ((1, 28, 28), 10, "mnist")
+    assert big.param_manifest().total_size == 1_015_342  # "about a million": MB updates
     bc = get_spec("breast_cancer")
     assert (bc.feature_width, bc.classes) == (30, 2)
 
@@ -80,7 +83,7 @@ def test_registry_unknown_model_raises_typed_error() -> None:
         get_spec("no_such_model")
 
 
-@pytest.mark.parametrize("name", ["digits_mlp", "digits_cnn", "breast_cancer"])
+@pytest.mark.parametrize("name", ["digits_mlp", "digits_cnn", "mnist_cnn", "breast_cancer"])
 def test_build_is_deterministic_per_seed(name: str) -> None:
     spec = get_spec(name)
 

@@ -1,0 +1,157 @@
+"""The aggregator's arithmetic path beside numpy's float32 in-place add and Flower's aggregate.
+
+Run: ``python -m bench.aggregate [--updates 100] [--floats 1000000] [--repeat 5]``.
+
+Every path folds the same ``--updates`` float32 vectors of ``--floats``
+elements, in the same run. The aggregator's path is what it does per update:
+decode the encoded ``ModelUpdate`` (zero-copy), ``validate_update`` (token,
+round facts, shape, finiteness, L2 norm bound) and ``StreamingWeightedSum.add``
+(weight = examples); then the mean. The reference is numpy's float32 in-place
+add of the same arrays (``acc += x``), the floor of any fold that reads every
+update once; Flower's ``aggregate`` (flwr, optional) is the other reference.
+GB/s is update bytes (4 per float) / wall time, best of ``--repeat`` rounds
+that run the paths in turn. The
+target: the aggregator's path at >= 50% of numpy's in-place add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from flcore.aggregation import StreamingWeightedSum
+from flcore.tokens import issue_token
+from flcore.validation import RoundFacts, UpdateClaims, validate_update
+from flproc.tuning import reuse_heap_buffers
+from schemas import ModelUpdate, Tensors, decode, encode
+
+TARGET = 0.5
+SECRET = b"bench-secret"
+NOW_MS = 1_000_000
+
+
+def _payloads(updates: int, floats: int) -> list[bytes]:
+    """Encoded updates of ``floats`` small gaussian floats each (one per device)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(updates):
+        flat = rng.standard_normal(floats, dtype=np.float32) * np.float32(1e-3)
+        device = f"dev-{i}"
+        token = issue_token(
+            model="m",
+            round_id=7,
+            base_version=6,
+            device_id=device,
+            hospital_id="h",
+            expires_at_ms=NOW_MS + 60_000,
+            secret=SECRET,
+        )
+        tensors = Tensors.from_dict({"w": flat[:-10], "b": flat[-10:]})
+        msg = ModelUpdate("m", 7, 6, device, "h", 10 + i, 0.5, 1.0, token, f"u{i}", tensors)
+        out.append(encode(msg))
+    return out
+
+
+def aggregator_path(payloads: list[bytes], floats: int) -> np.ndarray:
+    """Decode, validate and fold every payload; the weighted mean."""
+    facts = RoundFacts("m", "h", 7, 6, True, floats, norm_bound=1e6)
+    acc = StreamingWeightedSum(floats)
+    seen: set[str] = set()
+    for payload in payloads:
+        u = decode(payload, ModelUpdate)
+        claims = UpdateClaims(
+            u.device_id,
+            u.hospital_id,
+            u.model,
+            u.round_id,
+            u.base_version,
+            u.num_examples,
+            bytes(u.token),
+            u.tensors.flat,
+        )
+        rejection = validate_update(claims, facts, seen, now_ms=NOW_MS, secret=SECRET)
+        if rejection is not None:
+            raise AssertionError(f"bench update rejected: {rejection}")
+        acc.add(u.tensors.flat, u.num_examples)
+        seen.add(u.device_id)
+    return acc.mean()
+
+
+def numpy_inplace_add(arrays: list[np.ndarray]) -> np.ndarray:
+    """The reference: float32 ``acc += x`` over the same arrays."""
+    acc = np.zeros_like(arrays[0])
+    for x in arrays:
+        np.add(acc, x, out=acc)
+    return acc
+
+
+def _flower() -> Callable[[list[np.ndarray], list[int]], object] | None:
+    try:
+        from flwr.server.strategy.aggregate import aggregate
+    except ImportError:
+        return None
+
+    def run(arrays: list[np.ndarray], weights: list[int]) -> object:
+        return aggregate([([x], w) for x, w in zip(arrays, weights, strict=True)])
+
+    return run
+
+
+def best_seconds(paths: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Best wall time of each path over ``repeat`` rounds that run every path in turn.
+
+    Interleaved, so load from other processes on a shared machine hits every
+    path alike instead of whichever happened to run during it.
+    """
+    best = dict.fromkeys(paths, float("inf"))
+    for _ in range(repeat):
+        for name, fn in paths.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table; exit status 1 when the 50% target is missed."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=100)
+    parser.add_argument("--floats", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    reuse_heap_buffers()  # as the services run
+    payloads = _payloads(args.updates, args.floats)
+    decoded = [decode(p, ModelUpdate) for p in payloads]
+    arrays = [u.tensors.flat for u in decoded]
+    weights = [u.num_examples for u in decoded]
+    gigabytes = args.updates * args.floats * 4 / 1e9
+    expected = np.average(np.stack(arrays[:4]), axis=0, weights=weights[:4])
+    check = aggregator_path(payloads[:4], args.floats)
+    assert np.allclose(check, expected, atol=1e-7), "the aggregator's mean is wrong"
+    paths: dict[str, Callable[[], object]] = {
+        "numpy float32 acc += x (reference)": lambda: numpy_inplace_add(arrays),
+        "aggregator: decode + validate + fold": lambda: aggregator_path(payloads, args.floats),
+    }
+    flower = _flower()
+    if flower is not None:
+        paths["flwr aggregate"] = lambda: flower(arrays, weights)
+    rows = list(best_seconds(paths, args.repeat).items())
+    reference = gigabytes / rows[0][1]
+    print(f"{args.updates} updates x {args.floats} float32; best of {args.repeat}")
+    print(f"{'path':<40} {'GB/s':>7} {'of numpy':>9}")
+    for name, secs in rows:
+        rate = gigabytes / secs
+        print(f"{name:<40} {rate:7.2f} {rate / reference:8.0%}")
+    ratio = (gigabytes / rows[1][1]) / reference
+    verdict = "PASS" if ratio >= TARGET else "FAIL"
+    print(f"target: aggregator >= {TARGET:.0%} of numpy in-place add: {ratio:.0%} {verdict}")
+    if flower is None:
+        print("flwr not installed: Flower's aggregate not measured")
+    return 0 if ratio >= TARGET else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
