@@ -74,6 +74,9 @@ SETTINGS: tuple[Setting, ...] = (
     AVAILABILITY,
     Setting("selectors", "--selectors", "FL_DEMO_SELECTORS",
             "selector replicas on one shared subscription", integer(Range(1)), "2"),
+    Setting("device_workers", "--device-workers", "FL_DEVICE_WORKERS",
+            "real brokers: worker processes the devices are sharded over (0: one per core, "
+            "more if the devices need it)", integer(Range(0)), "0"),
     Setting("out", "--out", "FL_DEMO_OUT",
             "write report.json, accuracy.png and the registry here", path),
     DEMO_LOG_LEVEL,
@@ -123,6 +126,7 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         mqtt_url=v["mqtt_url"],
         kafka_bootstrap=v["kafka_bootstrap"],
         out=v["out"],
+        device_workers=v["device_workers"],
     )
 
 

@@ -30,17 +30,22 @@ from device_sdk.eligibility import (
     FixedConditions,
     SimulatedConditions,
 )
+from device_sdk.ledger import RoundLedger
+from device_sdk.store import ExampleStore
+from device_sdk.trainer import Trainer
 from flbus.errors import BusError
 from flbus.port import PubSubBus
 from flproc.clock import wall_ms
 from flsim.datasets import model_dataset
 from flsim.partition import Partition
+from flsim.synthetic import SyntheticTrainer
 from modelzoo.registry import get_spec
 from schemas import decode
 
 log = structlog.get_logger(__name__)
 
 Availability = Literal["always", "nights"]
+Storage = Literal["files", "memory"]
 AVAILABILITIES: tuple[str, ...] = ("always", "nights")
 ALWAYS = DeviceConditions(
     charging=True, unmetered_network=True, idle=True, battery_level=1.0, free_memory_mb=4096
@@ -95,6 +100,15 @@ def _conditions(availability: str, seed: int) -> ConditionsProvider:
     raise ValueError(f"availability must be one of {AVAILABILITIES}, got {availability!r}")
 
 
+def _storage(storage: str, config: DeviceConfig) -> dict[str, Any]:
+    if storage == "files":
+        return {}  # the Device opens sqlite files under its storage_dir
+    if storage == "memory":
+        widths = {m: get_spec(m).feature_width for m in config.models}
+        return {"store": ExampleStore(":memory:", widths), "ledger": RoundLedger(":memory:")}
+    raise ValueError(f"storage must be files or memory, got {storage!r}")
+
+
 def load_shard(device: Device, model: str, rows: Sequence[int], rng: np.random.Generator) -> None:
     """Put ``rows`` of the model's data set into the device's store, predicted days ago,
     labelled now (the late labels have all arrived)."""
@@ -133,12 +147,18 @@ class Population:
         manage_buses: bool = True,
         clock: Callable[[], int] = wall_ms,
         poll_interval_s: float = 0.25,
+        storage: Storage = "files",
+        synthetic: bool = False,
     ) -> Population:
         """One Device per (hospital, device) of the partitions, holding its rows of each model.
 
         ``bus_factory(device_id)`` gives each device its bus (an ``MqttBus`` with that
         client id, or one shared ``MemoryPubSub``). With ``manage_buses`` the
         population starts and stops every distinct bus it was given.
+        ``storage="memory"`` keeps each device's examples and round ledger in
+        in-memory sqlite (no file descriptor; lost when the process ends), so a
+        process holds hundreds of devices; ``synthetic`` makes devices upload
+        random updates of the model's size instead of training with ORT.
         """
         sim = SimClock.compressed(week_seconds, wall=clock)
         shards: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
@@ -171,6 +191,8 @@ class Population:
                 seed=device_seed,
                 executor=executor,
                 decode_broadcast=shared_decode,
+                **_storage(storage, config),
+                trainer_factory=SyntheticTrainer if synthetic else Trainer,
             )
             data_rng = np.random.default_rng(device_seed)
             for model, train_rows in sorted(rows.items()):
@@ -213,6 +235,13 @@ class Population:
                 log.warning("bus.unavailable", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    def spans(self) -> list[tuple[int, int]]:
+        """When some device was training: (start, end) in wall milliseconds."""
+        return [sp for dev in self.devices for sp in dev.stats.training_spans]
+
+    def __len__(self) -> int:
+        return len(self.devices)
 
     def totals(self) -> dict[str, Any]:
         """Check-ins, tasks, uploads, failures, dropouts and training seconds, summed."""

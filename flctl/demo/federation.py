@@ -22,8 +22,10 @@ from flctl.demo.buses import Buses
 from flctl.demo.options import DemoOptions
 from flproc.clock import wall_ms
 from flproc.errors import SettingError
+from flsim.errors import ShardCapacityError
 from flsim.experiment import Experiment
 from flsim.population import Population
+from flsim.shards import ShardedPopulation
 from flstore import ModelStore
 from modelzoo import get_spec
 from services.aggregator.app import build as build_aggregator
@@ -42,14 +44,14 @@ class Federation:
     """The running roles of one demo: each a task, stopped together by ``stop``."""
 
     coordinator: Coordinator
-    population: Population
+    population: Population | ShardedPopulation
     selectors: list[Any]
     tasks: list[asyncio.Task[None]]
     stop: asyncio.Event
 
     def spans(self) -> list[tuple[int, int]]:
         """When some device was training: (start, end) in wall milliseconds."""
-        return [sp for dev in self.population.devices for sp in dev.stats.training_spans]
+        return self.population.spans()
 
     async def ready(self) -> None:
         """Wait until every selector serves devices (a failed role stops the wait)."""
@@ -147,19 +149,7 @@ async def federation(
             )
             selectors.append(sel)
             tasks.append(asyncio.create_task(sel.run(stop), name=f"selector-{i}"))
-        population = Population.from_partition(
-            experiment.partitions,
-            buses.pubsub,
-            work / "devices",
-            dropout=opts.dropout,
-            availability=opts.availability,
-            seed=opts.seed,
-            executor=executor,
-            week_seconds=opts.week_seconds,
-            manage_buses=opts.brokers != "memory",
-            clock=wall_ms,
-            poll_interval_s=0.05,
-        )
+        population = make_population(opts, experiment, buses, work, executor)
         if opts.brokers == "memory":
             await buses.pubsub_for("devices")
         tasks.append(asyncio.create_task(population.run(stop), name="devices"))
@@ -168,6 +158,37 @@ async def federation(
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         executor.shutdown(wait=True)
+
+
+def make_population(
+    opts: DemoOptions,
+    experiment: Experiment,
+    buses: Buses,
+    work: Path,
+    executor: ThreadPoolExecutor,
+) -> Population | ShardedPopulation:
+    """In memory, devices share this process; on real brokers they run in worker processes."""
+    common: dict[str, Any] = {
+        "dropout": opts.dropout,
+        "availability": opts.availability,
+        "seed": opts.seed,
+        "week_seconds": opts.week_seconds,
+        "poll_interval_s": 0.05,
+        "synthetic": opts.synthetic,
+    }
+    if opts.brokers == "memory":
+        return Population.from_partition(
+            experiment.partitions, buses.pubsub, work / "devices", executor=executor,
+            manage_buses=False, clock=wall_ms, **common,
+        )  # fmt: skip
+    assert buses.mqtt_url is not None
+    try:
+        return ShardedPopulation.plan(
+            experiment.partitions, buses.mqtt_url, work / "devices",
+            workers=opts.device_workers, **common,
+        )  # fmt: skip
+    except ShardCapacityError as exc:
+        raise SettingError("device_workers", str(exc)) from None
 
 
 def init_weights_for(opts: DemoOptions) -> dict[str, Path]:

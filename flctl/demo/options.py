@@ -32,6 +32,9 @@ class DemoOptions:
     # None: ``out/work`` with --out, else a temporary directory removed after the run.
     work_dir: Path | None = None
     stop_hospitals: tuple[str, ...] = ()  # aggregators not started (fault drill)
+    # Real brokers: device worker processes (0: one per core, more if the devices need it).
+    device_workers: int = 0
+    synthetic: bool = False  # devices upload random updates instead of training (benchmarks)
 
     def __post_init__(self) -> None:
         if self.brokers not in ("memory", "local", "external"):
@@ -47,5 +50,7 @@ class DemoOptions:
             )
         if self.hospitals < 1 or self.devices < 1 or self.selectors < 1:
             raise ValueError("hospitals, devices and selectors must be >= 1")
+        if self.device_workers < 0:
+            raise ValueError(f"device workers must be >= 0, got {self.device_workers}")
         if not 0 <= self.dropout <= 1:
             raise ValueError(f"dropout must be in [0, 1], got {self.dropout}")
