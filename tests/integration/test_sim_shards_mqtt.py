@@ -30,9 +30,7 @@ async def _until_both_report(population: ShardedPopulation, job: asyncio.Task[No
     assert len(population.reports) == 2, "the shards never reported"
 
 
-async def test_sharded_population_stops_every_shard_on_stop(
-    mqtt_url: str, tmp_path: Path
-) -> None:
+async def test_sharded_population_stops_every_shard_on_stop(mqtt_url: str, tmp_path: Path) -> None:
     population = _population(mqtt_url, tmp_path)
     stop = asyncio.Event()
     job = asyncio.create_task(population.run(stop))

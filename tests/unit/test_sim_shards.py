@@ -77,8 +77,7 @@ def test_synthetic_trainer_uploads_an_update_of_the_model_size_without_ort(
     trainer = SyntheticTrainer(tmp_path)
     size = trainer.manifest.total_size
     trainer.load_weights(np.zeros(size, np.float32), trainer.manifest)
-    result = trainer.train(
-        np.zeros((5, 64), np.float32), np.zeros(5, np.int64), TrainConfig(), np.random.default_rng(0)
-    )
+    x, y = np.zeros((5, 64), np.float32), np.zeros(5, np.int64)
+    result = trainer.train(x, y, TrainConfig(), np.random.default_rng(0))
     assert result.update.shape == (size,) and result.update.dtype == np.float32
     assert result.num_examples == 5 and 0 < result.update_norm < 1
