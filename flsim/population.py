@@ -243,6 +243,10 @@ class Population:
     def __len__(self) -> int:
         return len(self.devices)
 
+    def subscribed(self) -> int:
+        """Devices whose subscription is live (ready for a plan)."""
+        return sum(d.subscribed.is_set() for d in self.devices)
+
     def totals(self) -> dict[str, Any]:
         """Check-ins, tasks, uploads, failures, dropouts and training seconds, summed."""
         keys = ("checkins", "tasks", "retries", "uploads", "failures", "dropouts", "bus_errors")

@@ -105,6 +105,7 @@ class ShardReport:
     spans: list[tuple[int, int]]
     rss_bytes: int
     devices: int
+    subscribed: int = 0  # devices whose MQTT subscription is live
     final: bool = False
 
 
@@ -152,7 +153,13 @@ class ShardedPopulation:
         for report in self.reports.values():
             for key, value in report.totals.items():
                 out[key] = out.get(key, 0) + value
+        out["shards"] = len(self.plans)
+        out["peak_rss_bytes"] = self.rss_bytes()
         return out
+
+    def subscribed(self) -> int:
+        """Devices whose subscription is live, as last reported."""
+        return sum(r.subscribed for r in self.reports.values())
 
     def rss_bytes(self) -> int:
         """Peak resident memory of the shards, summed."""
@@ -262,7 +269,7 @@ async def _serve_shard(plan: ShardPlan, halt: Any, outbox: Any) -> None:
             outbox.put(
                 ShardReport(
                     plan.index, population.totals(), spans[sent:], _rss_bytes(),
-                    len(population), final,
+                    len(population), population.subscribed(), final,
                 )
             )  # fmt: skip
             sent = len(spans)

@@ -54,10 +54,14 @@ class Federation:
         return self.population.spans()
 
     async def ready(self) -> None:
-        """Wait until every selector serves devices (a failed role stops the wait)."""
+        """Wait until every selector serves devices and every device listens for plans
+        (a failed role stops the wait): a round opened before the devices in worker
+        processes have connected would be abandoned with nobody admitted."""
         waits = [asyncio.create_task(s.ready.wait()) for s in self.selectors]
         try:
-            while not all(w.done() for w in waits):
+            while not all(w.done() for w in waits) or self.population.subscribed() < len(
+                self.population
+            ):
                 await asyncio.wait(waits, timeout=0.2)
                 self._raise_if_failed()
         finally:
