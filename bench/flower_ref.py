@@ -62,7 +62,7 @@ def run(devices: int, rounds: int, hospitals: int, seed: int = 0) -> dict[str, A
     ends: list[float] = []
     final: list[np.ndarray] = []
 
-    class MlpClient(NumPyClient):  # type: ignore[misc]
+    class MlpClient(NumPyClient):
         def __init__(self, rows: tuple[int, ...], cid: int) -> None:
             self.x, self.y = data.X[list(rows)], data.y[list(rows)]
             self.cid = cid
@@ -78,7 +78,7 @@ def run(devices: int, rounds: int, hospitals: int, seed: int = 0) -> dict[str, A
         pid = int(context.node_config["partition-id"])
         return MlpClient(shards[pid].train, pid).to_client()
 
-    class Timed(FedAvg):  # type: ignore[misc]
+    class Timed(FedAvg):
         def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
             starts.append(time.perf_counter())
             return super().configure_fit(server_round, parameters, client_manager)

@@ -189,7 +189,7 @@ def make_population(
     try:
         return ShardedPopulation.plan(
             experiment.partitions, buses.mqtt_url, work / "devices",
-            workers=opts.device_workers, **common,
+            workers=opts.device_workers, setup=opts.device_setup, **common,
         )  # fmt: skip
     except ShardCapacityError as exc:
         raise SettingError("device_workers", str(exc)) from None

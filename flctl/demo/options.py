@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class DemoOptions:
     # Real brokers: device worker processes (0: one per core, more if the devices need it).
     device_workers: int = 0
     synthetic: bool = False  # devices upload random updates instead of training (benchmarks)
+    # Run first in each device worker process (a benchmark registers its models there).
+    device_setup: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.brokers not in ("memory", "local", "external"):
