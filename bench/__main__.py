@@ -104,7 +104,8 @@ def round_rows(models: list[str], devices: list[int], refs: dict[str, float],
                 rows.append(Row(f"{kind} {model} x{n}: round s", "failed",
                                 note=f"{type(exc).__name__}: {exc}"[:160]))  # fmt: skip
                 continue
-            name = f"{kind} {model} ({r.params / 1e6:.2f}M) x{n}"
+            size = f"{r.params / 1e6:.2f}M" if r.params >= 10_000 else f"{r.params} params"
+            name = f"{kind} {model} ({size}) x{n}"
             steady = r.steady_s()
             up = r.params * 4
             mqtt_b = (n + r.reported()) * up  # every device gets the version, reporters upload
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     runs: dict[str, Callable[[], list[Row]]] = {
         "rounds": lambda: round_rows(models, devices, refs),
-        "training": lambda: _training(args, devices),
+        "training": lambda: _training(args, devices, refs),
         "flower": lambda: flower_rows(devices),
         "aggregate": lambda: optional_rows("bench.aggregate", args.quick),
         "selector": lambda: optional_rows("bench.selector", args.quick),
@@ -216,12 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _training(args: argparse.Namespace, devices: list[int]) -> list[Row]:
+def _training(args: argparse.Namespace, devices: list[int], refs: dict[str, float]) -> list[Row]:
     from bench.rounds import largest_zoo_model
 
     model = args.training_model or largest_zoo_model()
-    counts = [d for d in devices if d <= 30] if args.quick else [100, 1_000]
-    return round_rows([model], counts or [30], {}, synthetic=False)
+    if args.devices:
+        counts = devices
+    else:
+        counts = [30] if args.quick else [100, 1_000]
+    return round_rows([model], counts, refs, synthetic=False)
 
 
 if __name__ == "__main__":

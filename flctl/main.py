@@ -30,6 +30,7 @@ COMMANDS: list[str] = [
     "flctl.roles.coordinator:register",
     "flctl.roles.selector:register",
     "flctl.roles.aggregator:register",
+    "flctl.bench_cli:register",
 ]
 
 
