@@ -221,10 +221,7 @@ def _training(args: argparse.Namespace, devices: list[int], refs: dict[str, floa
     from bench.rounds import largest_zoo_model
 
     model = args.training_model or largest_zoo_model()
-    if args.devices:
-        counts = devices
-    else:
-        counts = [30] if args.quick else [100, 1_000]
+    counts = devices if args.devices else [30] if args.quick else [100, 1_000]
     return round_rows([model], counts, refs, synthetic=False)
 
 
