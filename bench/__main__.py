@@ -115,7 +115,8 @@ def round_rows(models: list[str], devices: list[int], refs: dict[str, float],
                 f"{name}: round s", "-" if steady is None else f"{steady:.2f}",
                 f"raw MQTT for its bytes {mqtt_b / 1e6 / raw:.2f}" if raw else "",
                 f"{r.outcome()}; {r.reported():.0f} updates/round; ready {r.ready_s:.1f} s; "
-                f"first round done at {r.first_round_s or 0:.1f} s",
+                "no round done" if r.first_round_s is None
+                else f"first round done at {r.first_round_s:.1f} s",
             ))  # fmt: skip
             if steady:
                 rows.append(Row(
@@ -209,12 +210,19 @@ def main(argv: list[str] | None = None) -> int:
         "selector": lambda: optional_rows("bench.selector", args.quick),
     }
     if "stack" in sections or "population" in sections or "rounds" in sections:
-        rows += stack_rows(args.quick, refs, "population" in sections)
+        rows += _echoed(stack_rows(args.quick, refs, "population" in sections))
     for name in SECTIONS[2:]:
         if name in sections:
-            rows += runs[name]()
+            rows += _echoed(runs[name]())
     print(render(rows), flush=True)
     return 0
+
+
+def _echoed(rows: list[Row]) -> list[Row]:
+    """Say each row as it is measured: a long run stopped half-way keeps what it had."""
+    for r in rows:
+        say(f"row: {r.row} = {r.figure} [{r.reference}] {r.note}")
+    return rows
 
 
 def _training(args: argparse.Namespace, devices: list[int], refs: dict[str, float]) -> list[Row]:

@@ -149,6 +149,7 @@ class Population:
         poll_interval_s: float = 0.25,
         storage: Storage = "files",
         synthetic: bool = False,
+        place: Mapping[str, int] | None = None,
     ) -> Population:
         """One Device per (hospital, device) of the partitions, holding its rows of each model.
 
@@ -159,16 +160,24 @@ class Population:
         in-memory sqlite (no file descriptor; lost when the process ends), so a
         process holds hundreds of devices; ``synthetic`` makes devices upload
         random updates of the model's size instead of training with ORT.
+        ``place`` gives each device id its index in the whole population when
+        these partitions are one shard of it (default: its index here).
         """
         sim = SimClock.compressed(week_seconds, wall=clock)
         shards: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
         for model, partition in partitions.items():
             for shard in partition.devices:
                 shards.setdefault((shard.hospital, shard.device), {})[model] = shard.train
-        rng = np.random.default_rng(seed)
+        ordered = sorted(shards.items())
+        # A device's seeds follow its place in the whole population, so a shard's
+        # devices draw what they would draw in one process (dropout, data, speed).
+        places = [place[device_id] if place else i for i, ((_, device_id), _) in enumerate(ordered)]
+        slowdowns = np.random.default_rng(seed).uniform(
+            1.0, max_slowdown, max(places, default=0) + 1
+        )
         devices: list[Device] = []
         buses: list[PubSubBus] = []
-        for index, ((hospital, device_id), rows) in enumerate(sorted(shards.items())):
+        for index, ((hospital, device_id), rows) in zip(places, ordered, strict=True):
             device_seed = seed * 100_003 + index
             config = DeviceConfig(
                 device_id=device_id,
@@ -176,7 +185,7 @@ class Population:
                 models=tuple(sorted(rows)),
                 storage_dir=Path(storage_root) / hospital / device_id,
                 dropout=dropout,
-                slowdown=float(rng.uniform(1.0, max_slowdown)) if max_slowdown > 1 else 1.0,
+                slowdown=float(slowdowns[index]) if max_slowdown > 1 else 1.0,
                 poll_interval_s=poll_interval_s,
             )
             bus = bus_factory(device_id)

@@ -133,11 +133,14 @@ class ShardedPopulation:
         """Shard the partitions' devices; ``options`` go to ``Population.from_partition``."""
         devices = len({d.device for p in partitions.values() for d in p.devices})
         count = shard_count(devices, workers)
-        opts = {"storage": "memory", **options}
-        plans = [
-            ShardPlan(k, part, mqtt_url, Path(storage_root) / f"shard{k}", opts, log_level, setup)
-            for k, part in enumerate(split(partitions, count))
-        ]
+        keys = sorted({(d.hospital, d.device) for p in partitions.values() for d in p.devices})
+        place = {device: i for i, (_, device) in enumerate(keys)}
+        plans = []
+        for k, part in enumerate(split(partitions, count)):
+            mine = {d.device for p in part.values() for d in p.devices}
+            opts = {"storage": "memory", **options, "place": {d: place[d] for d in mine}}
+            root = Path(storage_root) / f"shard{k}"
+            plans.append(ShardPlan(k, part, mqtt_url, root, opts, log_level, setup))
         return cls(plans)
 
     def __len__(self) -> int:

@@ -13,7 +13,7 @@ from flbus.memory import MemoryPubSub
 from flsim.errors import ShardCapacityError
 from flsim.experiment import make_experiment
 from flsim.population import Population
-from flsim.shards import MAX_DEVICES_PER_SHARD, shard_count, split
+from flsim.shards import MAX_DEVICES_PER_SHARD, ShardedPopulation, shard_count, split
 from flsim.synthetic import SyntheticTrainer
 from modelzoo import generate_artifacts
 
@@ -81,3 +81,29 @@ def test_synthetic_trainer_uploads_an_update_of_the_model_size_without_ort(
     result = trainer.train(x, y, TrainConfig(), np.random.default_rng(0))
     assert result.update.shape == (size,) and result.update.dtype == np.float32
     assert result.num_examples == 5 and 0 < result.update_norm < 1
+
+
+def test_sharded_devices_draw_what_they_would_draw_in_one_process(tmp_path: Path) -> None:
+    # Prepare: the whole population in one process, and shard 1 of 2 built as a worker does.
+    partitions = make_experiment(
+        ["digits_mlp"], hospitals=2, devices_per_hospital=3, alpha=0.5, seed=0
+    ).partitions
+    bus = MemoryPubSub()
+    opts = {"seed": 7, "max_slowdown": 3.0}
+    whole = Population.from_partition(
+        partitions, lambda _: bus, tmp_path / "w", manage_buses=False, storage="memory", **opts
+    )
+    sharded = ShardedPopulation.plan(partitions, "mqtt://x", tmp_path / "s", workers=2, **opts)
+    plan = sharded.plans[1]
+    # Execute
+    shard = Population.from_partition(plan.partitions, lambda _: bus, tmp_path / "s",
+                                      manage_buses=False, **plan.options)  # fmt: skip
+    # Assert: same dropout/batch stream and same slowness per device id.
+    alone = {d.config.device_id: d for d in whole.devices}
+    assert shard.devices
+    for device in shard.devices:
+        twin = alone[device.config.device_id]
+        assert device.config.slowdown == twin.config.slowdown
+        assert (
+            device.round_rng("digits_mlp", 3).random() == twin.round_rng("digits_mlp", 3).random()
+        )
