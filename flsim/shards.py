@@ -251,6 +251,12 @@ async def _serve_shard(plan: ShardPlan, halt: Any, outbox: Any) -> None:
     from modelzoo.ort_compat import quiet_native_warnings
 
     quiet_native_warnings()
+    if not plan.options.get("synthetic"):
+        # Load ORT's training API now, before the devices say they listen: loaded
+        # lazily, it made the first round's devices miss a short deadline.
+        from modelzoo import ort_compat
+
+        ort_compat.load_training_api()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C reaches the whole process group
