@@ -34,8 +34,9 @@ from device_sdk.errors import UnknownModelError
 from device_sdk.ledger import RoundLedger
 from device_sdk.rounds import RoundRunner
 from device_sdk.routes import route, topic_filters
-from device_sdk.state import ModelState
+from device_sdk.state import ModelState, TrainerFactory
 from device_sdk.store import ExampleStore
+from device_sdk.trainer import Trainer
 from device_sdk.trust import ControlGate
 from flbus.errors import BusClosedError, BusError
 from flbus.port import PubSubBus, Record, Subscription
@@ -80,8 +81,18 @@ class Device:
         executor: Executor | None = None,
         feature_widths: dict[str, int] | None = None,
         decode_broadcast: BroadcastDecoder = decode,
+        store: ExampleStore | None = None,
+        ledger: RoundLedger | None = None,
+        trainer_factory: TrainerFactory = Trainer,
     ) -> None:
-        """Open the device's storage; nothing touches the bus before ``run``."""
+        """Open the device's storage; nothing touches the bus before ``run``.
+
+        ``store`` and ``ledger`` default to sqlite files under ``storage_dir``; a
+        simulator running hundreds of devices per process passes in-memory ones
+        (``":memory:"``), which hold no file descriptor. ``trainer_factory``
+        builds the trainer of an artifacts directory (a simulator may pass one
+        that skips ONNX Runtime).
+        """
         self.config = config
         self.bus = bus
         self._clock = clock
@@ -90,14 +101,15 @@ class Device:
         root = Path(config.storage_dir)
         root.mkdir(parents=True, exist_ok=True)
         widths = feature_widths or {m: get_spec(m).feature_width for m in config.models}
-        self.store = ExampleStore(root / "examples.sqlite", widths)
-        self.ledger = RoundLedger(root / "rounds.sqlite")
+        self.store = store or ExampleStore(root / "examples.sqlite", widths)
+        self.ledger = ledger or RoundLedger(root / "rounds.sqlite")
         self._log = log.bind(device=config.device_id, hospital=config.hospital_id)
         self._gate = ControlGate(
             coordinator_key, self.ledger, self.stats.control_refused, self._log
         )
         self._models = {
-            m: ModelState(m, root / "artifacts", self._gate.admit) for m in config.models
+            m: ModelState(m, root / "artifacts", self._gate.admit, trainer_factory)
+            for m in config.models
         }
         self._ctx = DeviceContext(
             config, bus, self.store, self.ledger, self.stats, clock, seed, self._log

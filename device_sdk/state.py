@@ -3,20 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 from device_sdk.downloads import Gate, ModelDownloads
 from device_sdk.errors import ArtifactError
 from device_sdk.trainer import Trainer
+from device_sdk.training import TrainConfig, TrainResult
 from device_sdk.wire import from_tensors
+from modelzoo.params import ParamManifest
 from schemas import ModelVersion, RoundPlan
+
+
+class RoundTrainer(Protocol):
+    """What a round needs of a trainer (``Trainer``, or a simulator's stand-in)."""
+
+    @property
+    def manifest(self) -> ParamManifest:
+        """Order and shapes of the flat weight vector."""
+
+    def load_weights(self, flat: NDArray[Any], manifest: ParamManifest | None = None) -> None:
+        """Replace the global weights."""
+
+    def train(
+        self,
+        x: NDArray[Any],
+        y: NDArray[Any],
+        config: TrainConfig,
+        rng: np.random.Generator,
+        *,
+        evaluate_first: bool = False,
+    ) -> TrainResult:
+        """Train from the global weights and return the update."""
+
+
+TrainerFactory = Callable[..., RoundTrainer]
+"""Builds the trainer of an artifacts directory: ``factory(path, threads=...)``."""
 
 
 class ModelState:
     """Per-model state of a device; touched on the event loop only (trainers excepted)."""
 
-    def __init__(self, model: str, artifact_root: Path, gate: Gate) -> None:
+    def __init__(
+        self,
+        model: str,
+        artifact_root: Path,
+        gate: Gate,
+        trainer_factory: TrainerFactory = Trainer,
+    ) -> None:
         self.model = model
+        self._trainer_factory = trainer_factory
         self.downloads = ModelDownloads(model, artifact_root, gate)
         self.plan: RoundPlan | None = None
         self.version: ModelVersion | None = None
@@ -27,7 +67,7 @@ class ModelState:
         self.busy_round: int | None = None
         self.changed = asyncio.Event()  # a version or bundle arrived
         self.lock = asyncio.Lock()  # one training/evaluation at a time per model
-        self._trainers: dict[Path, Trainer] = {}
+        self._trainers: dict[Path, RoundTrainer] = {}
         self._serving: tuple[Path, int, Trainer] | None = None
 
     def on_version(self, version: ModelVersion | None) -> None:
@@ -53,12 +93,12 @@ class ModelState:
             return self.artifacts.get(version.artifact_digest)
         return self.artifacts.get(self.latest_digest) if self.latest_digest else None
 
-    def training_trainer(self, path: Path, threads: int | None) -> Trainer:
+    def training_trainer(self, path: Path, threads: int | None) -> RoundTrainer:
         """The trainer used by rounds for the artifacts at ``path`` (the latest one is cached)."""
         trainer = self._trainers.get(path)
         if trainer is None:
             # Only the newest artifacts are kept: a trainer per bundle ever installed would grow.
-            trainer = Trainer(path, threads=threads)
+            trainer = self._trainer_factory(path, threads=threads)
             self._trainers = {path: trainer}
         return trainer
 

@@ -191,6 +191,14 @@ class TrustedKeys:
         """Pin the one public key of a PEM."""
         return cls([public_key_from_pem(data)])
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the raw public keys: a simulator hands the pin to its worker processes."""
+        raw = tuple(
+            k.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            for k in self._keys.values()
+        )
+        return (_trusted_from_raw, (raw, self._remember))
+
     @property
     def key_ids(self) -> tuple[bytes, ...]:
         """Ids of the pinned keys."""
@@ -222,3 +230,8 @@ class TrustedKeys:
 
     def __repr__(self) -> str:
         return f"TrustedKeys({[k.hex() for k in self._keys]})"
+
+
+def _trusted_from_raw(raw: tuple[bytes, ...], remember: int) -> TrustedKeys:
+    """Rebuild a pickled TrustedKeys (see ``TrustedKeys.__reduce__``)."""
+    return TrustedKeys([Ed25519PublicKey.from_public_bytes(r) for r in raw], remember)

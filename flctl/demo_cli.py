@@ -82,6 +82,9 @@ SETTINGS: tuple[Setting, ...] = (
             default="sign_flip", choices=tuple(sorted(ATTACKS))),
     Setting("selectors", "--selectors", "FL_DEMO_SELECTORS",
             "selector replicas on one shared subscription", integer(Range(1)), "2"),
+    Setting("device_workers", "--device-workers", "FL_DEVICE_WORKERS",
+            "real brokers: worker processes the devices are sharded over (0: one per core, "
+            "more if the devices need it)", integer(Range(0)), "0"),
     Setting("out", "--out", "FL_DEMO_OUT",
             "write report.json, accuracy.png and the registry here", path),
     DEMO_LOG_LEVEL,
@@ -133,6 +136,7 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         mqtt_url=v["mqtt_url"],
         kafka_bootstrap=v["kafka_bootstrap"],
         out=v["out"],
+        device_workers=v["device_workers"],
     )
 
 

@@ -31,6 +31,7 @@ COMMANDS: list[str] = [
     "flctl.roles.coordinator:register",
     "flctl.roles.selector:register",
     "flctl.roles.aggregator:register",
+    "flctl.bench_cli:register",
 ]
 
 

@@ -4,7 +4,9 @@ Hierarchy::
 
     SimulationError                (also ValueError)
     ├── PartitionSpecError         a partition spec field is invalid; ``.field`` names it
-    └── ExperimentError            a partition spec or initial-weights file does not fit the run
+    ├── ExperimentError            a partition spec or initial-weights file does not fit the run
+    ├── ShardCapacityError         more devices than the worker processes can hold
+    └── ShardDiedError             a worker process of a sharded population exited on its own
 """
 
 from __future__ import annotations
@@ -24,3 +26,11 @@ class PartitionSpecError(SimulationError):
 
 class ExperimentError(SimulationError):
     """A partition spec or an initial-weights file does not fit the run; names the problem."""
+
+
+class ShardCapacityError(SimulationError):
+    """More devices were asked for than the worker processes can hold (descriptor limit)."""
+
+
+class ShardDiedError(SimulationError):
+    """A worker process of a sharded population exited while the population was running."""

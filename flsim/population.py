@@ -30,6 +30,9 @@ from device_sdk.eligibility import (
     FixedConditions,
     SimulatedConditions,
 )
+from device_sdk.ledger import RoundLedger
+from device_sdk.store import ExampleStore
+from device_sdk.trainer import Trainer
 from flbus.errors import BusError
 from flbus.port import PubSubBus
 from flcore.signing import TrustedKeys
@@ -37,12 +40,14 @@ from flproc.clock import wall_ms
 from flsim.attack import Attack, AttackerBus
 from flsim.datasets import model_dataset
 from flsim.partition import Partition
+from flsim.synthetic import SyntheticTrainer
 from modelzoo.registry import get_spec
 from schemas import decode
 
 log = structlog.get_logger(__name__)
 
 Availability = Literal["always", "nights"]
+Storage = Literal["files", "memory"]
 AVAILABILITIES: tuple[str, ...] = ("always", "nights")
 ALWAYS = DeviceConditions(
     charging=True, unmetered_network=True, idle=True, battery_level=1.0, free_memory_mb=4096
@@ -97,6 +102,15 @@ def _conditions(availability: str, seed: int) -> ConditionsProvider:
     raise ValueError(f"availability must be one of {AVAILABILITIES}, got {availability!r}")
 
 
+def _storage(storage: str, config: DeviceConfig) -> dict[str, Any]:
+    if storage == "files":
+        return {}  # the Device opens sqlite files under its storage_dir
+    if storage == "memory":
+        widths = {m: get_spec(m).feature_width for m in config.models}
+        return {"store": ExampleStore(":memory:", widths), "ledger": RoundLedger(":memory:")}
+    raise ValueError(f"storage must be files or memory, got {storage!r}")
+
+
 def load_shard(device: Device, model: str, rows: Sequence[int], rng: np.random.Generator) -> None:
     """Put ``rows`` of the model's data set into the device's store, predicted days ago,
     labelled now (the late labels have all arrived)."""
@@ -137,25 +151,41 @@ class Population:
         clock: Callable[[], int] = wall_ms,
         poll_interval_s: float = 0.25,
         attack: Attack | None = None,
+        storage: Storage = "files",
+        synthetic: bool = False,
+        place: Mapping[str, int] | None = None,
     ) -> Population:
         """One Device per (hospital, device) of the partitions, holding its rows of each model.
 
         Every device pins ``coordinator_key``. ``bus_factory(device_id)`` gives each
         device its bus (an ``MqttBus`` with that client id, or one shared
-        ``MemoryPubSub``). With ``manage_buses`` the
-        population starts and stops every distinct bus it was given. With ``attack``,
-        its share of the devices upload poisoned updates (:mod:`flsim.attack`).
+        ``MemoryPubSub``). With ``manage_buses`` the population starts and stops
+        every distinct bus it was given. With ``attack``, its share of the devices
+        (drawn among these partitions' devices) upload poisoned updates
+        (:mod:`flsim.attack`).
+        ``storage="memory"`` keeps each device's examples and round ledger in
+        in-memory sqlite (no file descriptor; lost when the process ends), so a
+        process holds hundreds of devices; ``synthetic`` makes devices upload
+        random updates of the model's size instead of training with ORT.
+        ``place`` gives each device id its index in the whole population when
+        these partitions are one shard of it (default: its index here).
         """
         sim = SimClock.compressed(week_seconds, wall=clock)
         shards: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
         for model, partition in partitions.items():
             for shard in partition.devices:
                 shards.setdefault((shard.hospital, shard.device), {})[model] = shard.train
-        rng = np.random.default_rng(seed)
+        ordered = sorted(shards.items())
+        # A device's seeds follow its place in the whole population, so a shard's
+        # devices draw what they would draw in one process (dropout, data, speed).
+        places = [place[device_id] if place else i for i, ((_, device_id), _) in enumerate(ordered)]
+        slowdowns = np.random.default_rng(seed).uniform(
+            1.0, max_slowdown, max(places, default=0) + 1
+        )
         attackers = attack.choose([d for _, d in sorted(shards)]) if attack else frozenset()
         devices: list[Device] = []
         buses: list[PubSubBus] = []
-        for index, ((hospital, device_id), rows) in enumerate(sorted(shards.items())):
+        for index, ((hospital, device_id), rows) in zip(places, ordered, strict=True):
             device_seed = seed * 100_003 + index
             config = DeviceConfig(
                 device_id=device_id,
@@ -163,7 +193,7 @@ class Population:
                 models=tuple(sorted(rows)),
                 storage_dir=Path(storage_root) / hospital / device_id,
                 dropout=dropout,
-                slowdown=float(rng.uniform(1.0, max_slowdown)) if max_slowdown > 1 else 1.0,
+                slowdown=float(slowdowns[index]) if max_slowdown > 1 else 1.0,
                 poll_interval_s=poll_interval_s,
             )
             bus = bus_factory(device_id)
@@ -181,6 +211,8 @@ class Population:
                 seed=device_seed,
                 executor=executor,
                 decode_broadcast=shared_decode,
+                **_storage(storage, config),
+                trainer_factory=SyntheticTrainer if synthetic else Trainer,
             )
             data_rng = np.random.default_rng(device_seed)
             for model, train_rows in sorted(rows.items()):
@@ -230,9 +262,21 @@ class Population:
         """Updates the attackers' buses rewrote."""
         return sum(d.bus.poisoned for d in self.devices if isinstance(d.bus, AttackerBus))
 
+    def spans(self) -> list[tuple[int, int]]:
+        """When some device was training: (start, end) in wall milliseconds."""
+        return [sp for dev in self.devices for sp in dev.stats.training_spans]
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+    def subscribed(self) -> int:
+        """Devices whose subscription is live (ready for a plan)."""
+        return sum(d.subscribed.is_set() for d in self.devices)
+
     def totals(self) -> dict[str, Any]:
         """Check-ins, tasks, uploads, failures, dropouts and training seconds, summed."""
         keys = ("checkins", "tasks", "retries", "uploads", "failures", "dropouts", "bus_errors")
         out: dict[str, Any] = {k: sum(getattr(d.stats, k) for d in self.devices) for k in keys}
         out["train_seconds"] = round(sum(d.stats.train_seconds for d in self.devices), 3)
+        out["poisoned"] = self.poisoned()
         return out

@@ -24,6 +24,7 @@ class Buses:
     pubsub: Callable[[str], PubSubBus]
     log: Callable[[str], LogBus]
     started: list[Any] = field(default_factory=list)
+    mqtt_url: str | None = None  # real brokers: where sharded device processes connect
 
     async def log_for(self, name: str) -> LogBus:
         """A started log bus for role ``name``."""
@@ -72,6 +73,7 @@ async def open_buses(
     buses = Buses(
         lambda name: MqttBus(mqtt_url, client_id=f"{name}-{run}"),
         lambda name: KafkaBus(kafka, client_id=name),
+        mqtt_url=mqtt_url,
     )
     try:
         yield buses

@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flcore.signing import Signer
+from flcore.signing import Signer, TrustedKeys
 from flctl.demo.buses import Buses
 from flctl.demo.options import DemoOptions
 from flproc.clock import wall_ms
 from flproc.errors import SettingError
 from flsim.attack import Attack
+from flsim.errors import ShardCapacityError
 from flsim.experiment import Experiment
 from flsim.population import Population
+from flsim.shards import ShardedPopulation
 from flstore import ModelStore
 from modelzoo import get_spec
 from services.aggregator.app import build as build_aggregator
@@ -44,24 +46,28 @@ class Federation:
     """The running roles of one demo: each a task, stopped together by ``stop``."""
 
     coordinator: Coordinator
-    population: Population
+    population: Population | ShardedPopulation
     selectors: list[Any]
     tasks: list[asyncio.Task[None]]
     stop: asyncio.Event
 
     def spans(self) -> list[tuple[int, int]]:
         """When some device was training: (start, end) in wall milliseconds."""
-        return [sp for dev in self.population.devices for sp in dev.stats.training_spans]
+        return self.population.spans()
 
     def poisoned(self) -> int:
         """Poisoned updates the attackers uploaded (0 without attackers)."""
         return self.population.poisoned()
 
     async def ready(self) -> None:
-        """Wait until every selector serves devices (a failed role stops the wait)."""
+        """Wait until every selector serves devices and every device listens for plans
+        (a failed role stops the wait): a round opened before the devices in worker
+        processes have connected would be abandoned with nobody admitted."""
         waits = [asyncio.create_task(s.ready.wait()) for s in self.selectors]
         try:
-            while not all(w.done() for w in waits):
+            while not all(w.done() for w in waits) or self.population.subscribed() < len(
+                self.population
+            ):
                 await asyncio.wait(waits, timeout=0.2)
                 self._raise_if_failed()
         finally:
@@ -162,21 +168,7 @@ async def federation(
             )
             selectors.append(sel)
             tasks.append(asyncio.create_task(sel.run(stop), name=f"selector-{i}"))
-        population = Population.from_partition(
-            experiment.partitions,
-            buses.pubsub,
-            work / "devices",
-            coordinator_key=pinned,
-            dropout=opts.dropout,
-            availability=opts.availability,
-            seed=opts.seed,
-            executor=executor,
-            week_seconds=opts.week_seconds,
-            manage_buses=opts.brokers != "memory",
-            clock=wall_ms,
-            poll_interval_s=0.05,
-            attack=attack_of(opts),
-        )
+        population = make_population(opts, experiment, buses, work, executor, pinned)
         if opts.brokers == "memory":
             await buses.pubsub_for("devices")
         tasks.append(asyncio.create_task(population.run(stop), name="devices"))
@@ -192,6 +184,42 @@ def attack_of(opts: DemoOptions) -> Attack | None:
     if not opts.attackers:
         return None
     return Attack(opts.attackers, opts.attack, opts.seed, opts.rounds.clip_norm)
+
+
+def make_population(
+    opts: DemoOptions,
+    experiment: Experiment,
+    buses: Buses,
+    work: Path,
+    executor: ThreadPoolExecutor,
+    pinned: TrustedKeys,
+) -> Population | ShardedPopulation:
+    """In memory, devices share this process; on real brokers they run in worker processes.
+
+    Every device pins ``pinned``, the demo coordinator's public key."""
+    common: dict[str, Any] = {
+        "coordinator_key": pinned,
+        "attack": attack_of(opts),
+        "dropout": opts.dropout,
+        "availability": opts.availability,
+        "seed": opts.seed,
+        "week_seconds": opts.week_seconds,
+        "poll_interval_s": 0.05,
+        "synthetic": opts.synthetic,
+    }
+    if opts.brokers == "memory":
+        return Population.from_partition(
+            experiment.partitions, buses.pubsub, work / "devices", executor=executor,
+            manage_buses=False, clock=wall_ms, **common,
+        )  # fmt: skip
+    assert buses.mqtt_url is not None
+    try:
+        return ShardedPopulation.plan(
+            experiment.partitions, buses.mqtt_url, work / "devices",
+            workers=opts.device_workers, setup=opts.device_setup, **common,
+        )  # fmt: skip
+    except ShardCapacityError as exc:
+        raise SettingError("device_workers", str(exc)) from None
 
 
 def init_weights_for(opts: DemoOptions) -> dict[str, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,11 @@ class DemoOptions:
     stop_hospitals: tuple[str, ...] = ()  # aggregators not started (fault drill)
     attackers: float = 0.0  # share of devices sending poisoned updates (poisoning drill)
     attack: str = "sign_flip"  # flsim.attack.ATTACKS
+    # Real brokers: device worker processes (0: one per core, more if the devices need it).
+    device_workers: int = 0
+    synthetic: bool = False  # devices upload random updates instead of training (benchmarks)
+    # Run first in each device worker process (a benchmark registers its models there).
+    device_setup: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.brokers not in ("memory", "local", "external"):
@@ -54,5 +60,7 @@ class DemoOptions:
             Attack(self.attackers, self.attack, norm_bound=self.rounds.clip_norm)
         elif self.attack not in ATTACKS:
             raise ValueError(f"attack must be one of {sorted(ATTACKS)}, got {self.attack!r}")
+        if self.device_workers < 0:
+            raise ValueError(f"device workers must be >= 0, got {self.device_workers}")
         if not 0 <= self.dropout <= 1:
             raise ValueError(f"dropout must be in [0, 1], got {self.dropout}")

@@ -75,7 +75,7 @@ async def run_demo(
         ):
             await fed.ready()
             say(
-                f"demo: {len(fed.population.devices)} devices in {len(experiment.hospitals())} "
+                f"demo: {len(fed.population)} devices in {len(experiment.hospitals())} "
                 f"hospitals, models {', '.join(opts.models)}, brokers {opts.brokers}"
             )
             display = Progress(progress_stream, fed.spans)

@@ -9,9 +9,7 @@ so every role derives the same split from the same names.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flbus.errors import BusError
@@ -29,9 +27,11 @@ from flproc.settings import (
     resolve,
 )
 from flproc.startup import start
+from flsim.errors import ShardCapacityError, ShardDiedError
 from flsim.experiment import make_experiment
 from flsim.partition import Partition
-from flsim.population import AVAILABILITIES, Population
+from flsim.population import AVAILABILITIES
+from flsim.shards import MAX_DEVICES_PER_SHARD, ShardedPopulation, shard_count
 from services.common.settings import COORDINATOR_KEY, HOSPITALS
 from services.coordinator.config import MODELS, SEED
 
@@ -75,8 +75,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_slowdown", "--max-slowdown", "FL_MAX_SLOWDOWN",
             "devices train up to this many times slower (uniform in [1, x])",
             number(Range(1)), "1"),
-    Setting("workers", "--workers", "FL_DEVICE_WORKERS", "training threads shared by all devices",
-            integer(Range(1)), "1"),
+    Setting("workers", "--workers", "FL_DEVICE_WORKERS",
+            "worker processes the devices are sharded over (0: one per core, more if the devices "
+            f"need it; a process holds at most {MAX_DEVICES_PER_SHARD} devices)",
+            integer(Range(0)), "0"),
+    Setting("synthetic", "--synthetic", "FL_SYNTHETIC_UPDATES",
+            "upload random updates of the model's size instead of training (benchmarks)",
+            default="off", choices=("off", "on")),
     Setting("storage_dir", "--storage-dir", "FL_DEVICE_STORAGE",
             "per-device stores, ledgers and artifacts (beside the other local state)",
             path, ".fl/devices"),
@@ -95,10 +100,11 @@ def register(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         NAME,
         help="run a simulated device population (the device SDK) against an MQTT broker",
-        description="K simulated devices in one process, each a real device_sdk.Device with "
-        "its own MQTT session (client id = device id), its Dirichlet shard of the bundled "
-        "data, availability windows, dropout and slower/faster training. "
-        "Exit codes: 0 stopped, 2 a bad setting (an unreachable broker is retried).",
+        description="K simulated devices sharded over worker processes, each a real "
+        "device_sdk.Device with its own MQTT session (client id = device id), its Dirichlet "
+        "shard of the bundled data, availability windows, dropout and slower/faster training. "
+        "Exit codes: 0 stopped, 1 a worker process died (named on stderr), 2 a bad setting "
+        "(an unreachable broker is retried).",
     )
     add_settings(p, (*SETTINGS, *LOGGING))
     p.set_defaults(handler=run_devices)
@@ -107,6 +113,10 @@ def register(subparsers: Subparsers) -> None:
 def population_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The population's settings from flags, ``FL_*`` variables and defaults."""
     values = resolve(args, SETTINGS)
+    try:
+        shard_count(len(values["hospitals"]) * values["devices_per_hospital"], values["workers"])
+    except ShardCapacityError as exc:
+        raise SettingError("workers", str(exc)) from None
     hospitals = values["hospitals"]
     if hospitals != HOSPITALS.read(str(len(hospitals))):
         raise SettingError(
@@ -147,7 +157,6 @@ def credentialed(
 
 def run_devices(args: argparse.Namespace) -> int:
     """Build the population from the settings and run it until SIGINT/SIGTERM."""
-    from flbus.mqtt import MqttBus
     from modelzoo.ort_compat import quiet_native_warnings
 
     def build() -> tuple[dict[str, Any], dict[str, Partition]]:
@@ -168,27 +177,24 @@ def run_devices(args: argparse.Namespace) -> int:
     settings, partitions = built
     quiet_native_warnings()
     creds: dict[str, DeviceCredential] | None = settings["credentials"]
-    url = settings["mqtt_url"]
-
-    def device_url(device_id: str) -> str:
-        if creds is None:
-            return str(url)
-        return with_credentials(url, creds[device_id].username, creds[device_id].password)
-
-    async def serve(stop: asyncio.Event) -> None:
-        with ThreadPoolExecutor(settings["workers"], thread_name_prefix="train") as pool:
-            population = Population.from_partition(
-                partitions,
-                lambda device_id: MqttBus(device_url(device_id), client_id=device_id),
-                settings["storage_dir"],
-                coordinator_key=settings["coordinator_key"],
-                dropout=settings["dropout"],
-                availability=settings["availability"],
-                seed=settings["seed"],
-                executor=pool,
-                week_seconds=settings["week_seconds"],
-                max_slowdown=settings["max_slowdown"],
-            )
-            await population.run(stop)
-
-    return run_service(NAME, serve, (BusError,), prog=PROG)
+    urls = None
+    if creds is not None:
+        urls = {
+            device: with_credentials(settings["mqtt_url"], c.username, c.password)
+            for device, c in creds.items()
+        }
+    population = ShardedPopulation.plan(
+        partitions,
+        settings["mqtt_url"],
+        settings["storage_dir"],
+        workers=settings["workers"],
+        device_urls=urls,
+        coordinator_key=settings["coordinator_key"],
+        dropout=settings["dropout"],
+        availability=settings["availability"],
+        seed=settings["seed"],
+        week_seconds=settings["week_seconds"],
+        max_slowdown=settings["max_slowdown"],
+        synthetic=settings["synthetic"] == "on",
+    )
+    return run_service(NAME, population.run, (BusError, ShardDiedError), prog=PROG)

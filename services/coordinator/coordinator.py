@@ -33,7 +33,7 @@ from schemas import (
 )
 from schemas.chunking import ChunkedReceiver
 from schemas.errors import SchemaError, UnknownMessageError, ValidationError
-from schemas.limits import fit_text
+from schemas.limits import CODE_BYTES, fit_text
 from services.common.dead_letters import DeadLetters, describe, reason_for
 from services.common.streams import publish_log_chunked
 from services.coordinator.model_rounds import ModelRounds
@@ -94,8 +94,16 @@ class KafkaOutbox:
         )
 
     async def audit(self, kind: str, model: str, round_id: int, reason: str, detail: str) -> None:
-        """Record a round event on the audit topic."""
-        event = AuditEvent(kind, model, round_id, "", "", reason, fit_text(detail), self.clock())
+        """Record a round event on the audit topic.
+
+        A reason longer than a code (an abandonment listing every refused
+        partial) keeps its head as the code and goes whole into the detail:
+        a failed audit would otherwise abort the round's bookkeeping.
+        """
+        code = fit_text(reason, CODE_BYTES)
+        if code != reason:
+            detail = f"{reason}; {detail}" if detail else reason
+        event = AuditEvent(kind, model, round_id, "", "", code, fit_text(detail), self.clock())
         await self.bus.publish(topics.KAFKA_AUDIT, encode(event), key=model.encode())
 
 

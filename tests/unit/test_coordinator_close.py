@@ -164,3 +164,26 @@ async def test_coordinator_stops_with_the_round_done_when_a_kept_version_cannot_
     assert h.rounds.state is not None and h.rounds.state.phase is Phase.DONE
     assert [r.version for r in h.store.versions(MODEL)] == [0, 1]
     assert [s.outcome for s in h.rounds.history] == ["done"]
+
+
+async def test_audit_of_a_reason_longer_than_a_code_keeps_it_whole_in_the_detail() -> None:
+    # Prepare: an abandonment reason listing refused partials of many hospitals.
+    from flbus.memory import MemoryBus
+    from schemas import AuditEvent, decode, topics
+    from schemas.limits import CODE_BYTES
+    from services.coordinator.coordinator import KafkaOutbox
+    from tests.support.signing import SIGNER
+
+    memory = MemoryBus()
+    await memory.log.start()
+    reason = "deadline; partials refused: " + "; ".join(f"h{i}: base_version" for i in range(20))
+    # Execute
+    await KafkaOutbox(memory.log, lambda: 5, SIGNER).audit("round.abandoned", "m", 3, reason, "")
+    # Assert: the event was written, its code cut to a code's size, the reason kept whole.
+    sub = await memory.log.subscribe([topics.KAFKA_AUDIT], group="t")
+    record = await sub.get(2.0)
+    assert record is not None
+    event = decode(record.value)
+    assert isinstance(event, AuditEvent) and len(event.reason.encode()) <= CODE_BYTES
+    assert event.reason and reason in event.detail
+    await memory.stop()

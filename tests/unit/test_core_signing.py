@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from typing import Any
 
 import numpy as np
@@ -146,3 +147,13 @@ def test_control_plans_move_forward_by_round_then_progress() -> None:
     assert judge(KEY.sign(_plan(round_id=2, state="done")), TRUST, closed) == STALE_VERSION
     assert judge(KEY.sign(_plan(round_id=3, state="abandoned")), TRUST, closed) is None
     assert judge(KEY.sign(_plan(round_id=4, state="selecting")), TRUST, closed) is None
+
+
+def test_a_pickled_pin_still_verifies_and_still_refuses_a_forger() -> None:
+    # A simulator hands the pin to its device worker processes pickled.
+    other = Signer.from_seed(bytes(range(1, 33)))
+    copy = pickle.loads(pickle.dumps(TRUST))
+
+    assert copy.key_ids == TRUST.key_ids
+    assert copy.verify(KEY.sign(_plan())) is None
+    assert copy.verify(other.sign(_plan())) == "unknown_key"

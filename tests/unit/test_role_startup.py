@@ -80,7 +80,9 @@ def test_brokers_bad_port_is_one_line_exit_2(capsys: pytest.CaptureFixture[str])
     [
         (["selector", "--workers", "0"], {}, "selector.config_invalid"),
         (["aggregator", "--hospital", "h0", "--tick-ms", "0"], {}, "aggregator.config_invalid"),
-        (["devices", "--workers", "0"], {}, "devices.config_invalid"),
+        (["devices", "--workers", "-1"], {}, "devices.config_invalid"),
+        (["devices", "--workers", "1", "--devices-per-hospital", "100"], {},
+         "devices.config_invalid"),
         (["selector", "--mqtt-url", "http://alice:hunter2-url@broker"], {},
          "selector.config_invalid"),
     ],
