@@ -47,7 +47,16 @@ class Kafka(Broker):
         super().__init__(root, log_dir, port, progress, search_path)
         self.controller_port, self.cache = controller_port, cache
         self.java, self.libs = "", cache / "libs"
-        self.secure = SecureKafka(secure) if secure is not None else None
+        self._secure_dir = secure
+        self._secure: SecureKafka | None = None
+
+    @property
+    def secure(self) -> SecureKafka | None:
+        """The provisioned users, read when Kafka is first prepared, not when described:
+        ``brokers up --secure DIR --only mqtt`` needs no Kafka users in DIR."""
+        if self._secure is None and self._secure_dir is not None:
+            self._secure = SecureKafka(self._secure_dir)
+        return self._secure
 
     @property
     def config(self) -> Path:
