@@ -13,13 +13,16 @@ import pytest
 from flsim.errors import ShardDiedError
 from flsim.experiment import make_experiment
 from flsim.shards import ShardedPopulation
+from tests.support.signing import SIGNER
 
 
 def _population(mqtt_url: str, tmp_path: Path) -> ShardedPopulation:
     partitions = make_experiment(
         ["digits_mlp"], hospitals=2, devices_per_hospital=3, alpha=0.5, seed=0
     ).partitions
-    return ShardedPopulation.plan(partitions, mqtt_url, tmp_path, workers=2)
+    return ShardedPopulation.plan(
+        partitions, mqtt_url, tmp_path, workers=2, coordinator_key=SIGNER.trusted()
+    )
 
 
 async def _until_both_report(population: ShardedPopulation, job: asyncio.Task[None]) -> None:
