@@ -131,7 +131,7 @@ class ModelRounds:
         round_id = self.next_round_id
         self.next_round_id += 1
         terms = plans.round_terms(
-            self.model, round_id, self.version, goals, self.settings, now_ms, timing
+            self.model, round_id, self.version, goals, self.settings, now_ms, timing, expected
         )
         self.state = core.open_round(terms)
         self._partials.clear()

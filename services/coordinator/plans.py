@@ -70,10 +70,12 @@ def round_terms(
     settings: RoundSettings,
     now_ms: int,
     timing: RoundTiming | None = None,
+    expected: Mapping[str, int] | None = None,
 ) -> RoundTerms:
     """The terms of a round opened at ``now_ms``: goals, deadlines and quorum.
 
-    ``timing`` (see :func:`timing`) defaults to the settings' window and timeout.
+    ``timing`` (see :func:`timing`) defaults to the settings' window and timeout;
+    ``expected`` (devices per hospital) caps the admission targets.
     """
     if timing is None:
         timing = RoundTiming(settings.selection_window_ms, settings.round_timeout_ms)
@@ -88,6 +90,7 @@ def round_terms(
         over_selection=settings.over_selection,
         min_hospital_fraction=settings.min_hospital_fraction,
         min_update_fraction=settings.min_update_fraction,
+        expected=dict(expected or {}),
     )
 
 
