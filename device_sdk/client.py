@@ -252,7 +252,7 @@ class Device:
         if not isinstance(plan, RoundPlan) or plan.model != state.model:
             return
         if self._gate.admit(plan, "plan", state.model):  # signed, and not older than ours
-            state.plan = plan
+            state.adopt_plan(plan)
             self._spawn(self._checkins.maybe_check_in(state))
 
     def _on_task_topic(self, data: bytes) -> None:
@@ -269,8 +269,7 @@ class Device:
         state = self._models.get(msg.model)
         if state is None:
             return
-        state.retry_at_ms = max(state.retry_at_ms, msg.retry_at_ms)
-        state.pending_checkin = None
+        state.told_to_wait(msg.retry_at_ms)
         self._log.info(
             "checkin.deferred", model=msg.model, retry_at_ms=msg.retry_at_ms, reason=msg.reason
         )

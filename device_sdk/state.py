@@ -63,12 +63,35 @@ class ModelState:
         self.artifacts: dict[str, Path] = {}  # bundle digest -> installed directory
         self.latest_digest: str | None = None
         self.retry_at_ms = 0
+        self.retry_round: int | None = None  # the round ``retry_at_ms`` was given for
         self.pending_checkin: tuple[int, int] | None = None  # (round_id, sent_at_ms)
         self.busy_round: int | None = None
         self.changed = asyncio.Event()  # a version or bundle arrived
         self.lock = asyncio.Lock()  # one training/evaluation at a time per model
         self._trainers: dict[Path, RoundTrainer] = {}
         self._serving: tuple[Path, int, Trainer] | None = None
+
+    def adopt_plan(self, plan: RoundPlan) -> None:
+        """Take a (verified) plan; a newer round lifts a wait the selector set for an older one.
+
+        Every "come back at" answer is about one round (in progress, no draw, checked in
+        already); a device kept waiting for round N's deadline would miss round N+1 when
+        N closes early, so it may check in once the next round opens (the selector's rate
+        limit is per round too).
+        """
+        self.plan = plan
+        if self.retry_round is not None and plan.round_id > self.retry_round:
+            self.retry_at_ms, self.retry_round = 0, None
+
+    def told_to_wait(self, retry_at_ms: int) -> None:
+        """The selector answered the pending check-in (if any) with "come back at"."""
+        pending = self.pending_checkin
+        if pending is not None:
+            self.retry_round = pending[0]
+        elif self.plan is not None:
+            self.retry_round = self.plan.round_id
+        self.retry_at_ms = max(self.retry_at_ms, retry_at_ms)
+        self.pending_checkin = None
 
     def on_version(self, version: ModelVersion | None) -> None:
         """Keep a newly reassembled version unless it is older than the one held."""

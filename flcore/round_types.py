@@ -41,6 +41,10 @@ class RoundTerms:
     over_selection: float = 1.3
     min_hospital_fraction: float = 0.5
     min_update_fraction: float = 0.5
+    # Devices each hospital is expected to have (empty: unknown). Admitting more than a
+    # hospital has is impossible, so its target is capped there: with fraction 1 the
+    # over-selected target (1.3 x every device) kept every window open to its end.
+    expected: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.goals:
@@ -59,8 +63,14 @@ class RoundTerms:
                 raise InvalidParameter(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
     def admission_target(self, hospital: str) -> int:
-        """Devices to admit at ``hospital``: its goal times the over-selection factor."""
-        return math.ceil(self.goals[hospital] * self.over_selection)
+        """Devices to admit at ``hospital``: its goal times the over-selection factor.
+
+        At most the devices the hospital is expected to have, when that is known
+        (never below its goal).
+        """
+        target = math.ceil(self.goals[hospital] * self.over_selection)
+        cap = self.expected.get(hospital, 0)
+        return max(self.goals[hospital], min(target, cap)) if cap > 0 else target
 
     @property
     def close_at_ms(self) -> int:

@@ -72,6 +72,8 @@ def build(
             outbox=outbox,
             rng=np.random.default_rng([config.seed, i]),
             artifact_digest=bundles[name].digest,
+            # announced at start, ahead of the first plan: artifacts and the current version
+            broadcast_bytes=len(bundles[name].data) + 4 * manifest.total_size,
             population=config.population,
             executor=executor,
             version=record.version,

@@ -67,6 +67,9 @@ class ModelRounds:
     artifact_digest: str
     population: Mapping[str, int] = field(default_factory=dict)
     executor: Executor | None = None  # where closes export, score and store (None: the loop's)
+    # Bytes every device receives before it sees the next plan: announced, not yet followed
+    # by a round (the app sets the artifacts and version it announces at start).
+    broadcast_bytes: int = 0
     version: int = 0
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     opt_state: ServerOptState = field(default_factory=ServerOptState)
@@ -80,6 +83,7 @@ class ModelRounds:
     _partials: dict[str, PartialAggregate] = field(default_factory=dict)
     _admitted: set[tuple[str, str]] = field(default_factory=set)
     _probability: float = 1.0  # the open round's admission probability
+    _broadcast_ms: int = 0  # the part of the open round's window given to broadcasts
 
     def __post_init__(self) -> None:
         self._optimizer = self.settings.make_optimizer()
@@ -93,6 +97,11 @@ class ModelRounds:
     def version_message(self, record: VersionRecord) -> ModelVersion:
         """The current version (``record`` and the current weights) as the wire message."""
         return plans.version_message(record, self.weights, self.manifest, self.artifact_digest)
+
+    @property
+    def update_bytes(self) -> int:
+        """Bytes of one device update (float32 weights), and of a version's weights."""
+        return 4 * self.manifest.total_size
 
     def reported_hospitals(self) -> tuple[str, ...]:
         """Hospitals whose partial for the open round has arrived."""
@@ -108,13 +117,21 @@ class ModelRounds:
         """Open the next round: publish its plan."""
         expected = self.learnt.expected()
         goals, probability = plans.round_goals(expected, self.settings)
-        timing = plans.timing(expected, goals, self.settings, self.learnt.checkins_per_s)
+        timing = plans.timing(
+            expected,
+            goals,
+            self.settings,
+            self.learnt.checkins_per_s,
+            broadcast_bytes=self.broadcast_bytes,
+            update_bytes=self.update_bytes,
+        )
+        self.broadcast_bytes, self._broadcast_ms = 0, timing.broadcast_ms
         self.learnt.planned(goals)
         self._probability = probability
         round_id = self.next_round_id
         self.next_round_id += 1
         terms = plans.round_terms(
-            self.model, round_id, self.version, goals, self.settings, now_ms, timing
+            self.model, round_id, self.version, goals, self.settings, now_ms, timing, expected
         )
         self.state = core.open_round(terms)
         self._partials.clear()
@@ -132,6 +149,7 @@ class ModelRounds:
             admission_probability=round(probability, 4),
             selection_window_ms=timing.selection_window_ms,
             round_timeout_ms=timing.round_timeout_ms,
+            broadcast_ms=timing.broadcast_ms,
         )
 
     def resume(self, plan: RoundPlan) -> bool:
@@ -270,7 +288,9 @@ class ModelRounds:
     def _selection_ended(self, decision: core.StopSelecting) -> None:
         if self.state is None or self.summary is None:
             return
+        # The broadcast part of the window answers nobody: the rate is of the rest.
         window = self.state.plan.selection_deadline_ms - self.summary.opened_at_ms
+        window -= self._broadcast_ms
         admitted = sum(self.summary.admitted.values())
         met = decision.reason == "admission targets reached"
         self.learnt.selection_ended(admitted, self._probability, window, targets_met=met)
@@ -343,6 +363,7 @@ class ModelRounds:
         self.version, self.weights, self.opt_state = nxt.version, nxt.weights, nxt.server_state
         assert self.state is not None and self.summary is not None
         try:
+            self.broadcast_bytes += self.update_bytes  # the new version goes to every device
             await self.outbox.version(self.version_message(record))
             await self.outbox.plan(self._wire_plan("done", 0.0, now_ms, reason))
         finally:  # the version is stored: the round is done even if announcing it failed

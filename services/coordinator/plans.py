@@ -42,14 +42,23 @@ def timing(
     goals: Mapping[str, int],
     settings: RoundSettings,
     checkins_per_s: float | None = None,
+    *,
+    broadcast_bytes: int = 0,
+    update_bytes: int = 0,
 ) -> RoundTiming:
-    """Selection window and timeout for a round: the settings, stretched to the population."""
+    """Selection window and timeout for a round: the settings, stretched to the population.
+
+    ``broadcast_bytes``: what every device downloads before it sees this round's
+    plan (a new version, artifacts); ``update_bytes``: the size of one update.
+    """
     return round_timing(
         expected_devices=sum(expected.values()),
         wanted_updates=sum(math.ceil(g * settings.over_selection) for g in goals.values()),
         min_window_ms=settings.selection_window_ms,
         min_timeout_ms=settings.round_timeout_ms,
         checkins_per_s=checkins_per_s,
+        broadcast_bytes=broadcast_bytes,
+        update_bytes=update_bytes,
     )
 
 
@@ -61,10 +70,12 @@ def round_terms(
     settings: RoundSettings,
     now_ms: int,
     timing: RoundTiming | None = None,
+    expected: Mapping[str, int] | None = None,
 ) -> RoundTerms:
     """The terms of a round opened at ``now_ms``: goals, deadlines and quorum.
 
-    ``timing`` (see :func:`timing`) defaults to the settings' window and timeout.
+    ``timing`` (see :func:`timing`) defaults to the settings' window and timeout;
+    ``expected`` (devices per hospital) caps the admission targets.
     """
     if timing is None:
         timing = RoundTiming(settings.selection_window_ms, settings.round_timeout_ms)
@@ -79,6 +90,7 @@ def round_terms(
         over_selection=settings.over_selection,
         min_hospital_fraction=settings.min_hospital_fraction,
         min_update_fraction=settings.min_update_fraction,
+        expected=dict(expected or {}),
     )
 
 

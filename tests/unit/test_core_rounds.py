@@ -42,6 +42,23 @@ def _run(state: RoundState, *events: object) -> tuple[RoundState, list[object]]:
     return state, out
 
 
+def test_every_device_of_a_known_population_admitted_ends_selection() -> None:
+    # Fraction 1: goals are every device; 1.3 x that can never be admitted, so without the
+    # cap each window ran to its end (a round of 300 devices waited 16 s for nobody).
+    whole = RoundTerms(
+        model="m",
+        round_id=1,
+        base_version=0,
+        goals={"h0": 10, "h1": 10},
+        selection_deadline_ms=2_000,
+        deadline_ms=10_000,
+        expected={"h0": 10, "h1": 10},
+    )
+    state, out = _run(open_round(whole), DevicesAdmitted(1, "h0", 10), DevicesAdmitted(1, "h1", 10))
+    assert state.phase is Phase.TRAINING
+    assert out == [StopSelecting(1, "admission targets reached")]
+
+
 def test_selecting_until_admission_targets_reached() -> None:
     state, out = _run(open_round(PLAN), DevicesAdmitted(1, "h0", 13), DevicesAdmitted(1, "h1", 13))
     assert state.phase is Phase.SELECTING and out == []

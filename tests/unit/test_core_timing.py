@@ -5,6 +5,8 @@ import pytest
 from flcore.errors import InvalidParameter
 from flcore.timing import (
     ASSUMED_CHECKINS_PER_S,
+    ASSUMED_FANOUT_BYTES_PER_S,
+    ASSUMED_UPLOAD_BYTES_PER_S,
     MAX_WINDOW_MS,
     RoundTiming,
     observed_checkin_rate,
@@ -98,3 +100,26 @@ def test_a_window_that_answered_nobody_gets_the_floor_rate() -> None:
 def test_only_a_window_that_ran_out_measures_the_rate() -> None:
     assert observed_checkin_rate(100, 2_000, targets_met=False) == 50.0
     assert observed_checkin_rate(100, 2_000, targets_met=True) is None
+
+
+def test_the_window_covers_the_version_every_device_receives_before_the_plan() -> None:
+    # Over MQTT the new version reaches a device on its one connection ahead of the plan:
+    # at 1,000 devices and 1M parameters that is 4 GB before the last device can check in.
+    plain = round_timing(expected_devices=1_000, wanted_updates=1_000, **DEFAULTS)
+    got = round_timing(
+        expected_devices=1_000,
+        wanted_updates=1_000,
+        broadcast_bytes=4_000_000,
+        update_bytes=4_000_000,
+        **DEFAULTS,
+    )
+    delivery_ms = 1_000 * 4_000_000 / ASSUMED_FANOUT_BYTES_PER_S * 1000
+    assert got.selection_window_ms >= delivery_ms + plain.selection_window_ms
+    assert got.broadcast_ms >= delivery_ms
+    uploads_ms = 1_000 * 4_000_000 / ASSUMED_UPLOAD_BYTES_PER_S * 1000
+    assert got.round_timeout_ms - got.selection_window_ms >= uploads_ms
+
+
+def test_negative_byte_counts_are_refused() -> None:
+    with pytest.raises(InvalidParameter, match="bytes"):
+        round_timing(expected_devices=1, wanted_updates=1, broadcast_bytes=-1, **DEFAULTS)

@@ -153,6 +153,21 @@ async def test_device_respects_retry_after(bus: MemoryPubSub, tmp_path: Path) ->
     assert held_back == 1
 
 
+async def test_device_told_to_wait_for_a_round_checks_in_when_the_next_opens(
+    bus: MemoryPubSub, tmp_path: Path
+) -> None:
+    # Round 1 closed early: a device sent to its deadline would miss round 2's window.
+    clock = FakeClock()
+    device = make_device(bus, tmp_path, clock)
+    async with selector_side(bus) as sel, running(device):
+        await sel.wait_for(lambda s: len(s.checkins) >= 1)
+        await sel.answer(RetryAfter("d0", "h0", MODEL, clock.now + 60_000, "round_in_progress"))
+        await sel.drain(0.3)
+        await bus.publish(plan_topic(MODEL), encode(plan(2)), retain=True)
+        await sel.wait_for(lambda s: len(s.checkins) >= 2)
+    assert clock.now < sel.checkins[0].sent_at_ms + 60_000
+
+
 async def test_device_ineligible_does_not_check_in(bus: MemoryPubSub, tmp_path: Path) -> None:
     async with (
         selector_side(bus) as sel,
