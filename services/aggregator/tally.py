@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flbus.port import TopicPartition
-from flcore.aggregation import StreamingWeightedSum
+from flcore.aggregation import FOLD_BATCH, StreamingWeightedSum
 from flcore.examples import ExampleHistory, plan_max_examples
 from flcore.hospital_round import (
     HospitalRound,
@@ -231,7 +231,7 @@ class RoundBook:
             tally.stack.add(flat)
         else:
             if tally.acc is None:
-                tally.acc = StreamingWeightedSum(flat.size)
+                tally.acc = StreamingWeightedSum(flat.size, FOLD_BATCH)  # deltas are never modified
             tally.acc.add(flat, weight)
         tally.seen.add(update.device_id)
         tally.examples += weight

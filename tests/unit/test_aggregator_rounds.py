@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from flbus.port import TopicPartition
+from flcore.aggregation import FOLD_BATCH
 from schemas import ModelUpdate
 from schemas.chunking import decode_chunked
 from schemas.topics import updates_topic
@@ -124,7 +125,8 @@ async def test_aggregator_memory_does_not_grow_with_devices() -> None:
         assert acc is not None
         sizes.append(acc.nbytes)
     await world.stop(agg)
-    assert sizes[0] == sizes[1] == 2 * SIZE * 8
+    # The float64 sum and its batch's float64 blocks: a multiple of the model, not of devices.
+    assert sizes[0] == sizes[1] == (2 + FOLD_BATCH) * SIZE * 8
 
 
 async def test_aggregator_round_superseded_before_any_update_publishes_nothing() -> None:

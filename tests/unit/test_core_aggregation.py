@@ -102,13 +102,40 @@ def test_weighted_mean_of_partials_equals_fedavg_of_all_updates() -> None:
     assert total == sum(w for _, w in updates)
 
 
-def test_float64_accumulator_keeps_precision_of_small_updates() -> None:
-    acc = StreamingWeightedSum(1)
+@pytest.mark.parametrize("batch", [1, 8])
+def test_float64_accumulator_keeps_precision_of_small_updates(batch: int) -> None:
+    acc = StreamingWeightedSum(1, batch)
     acc.add(np.array([1e8], np.float32), 1.0)
     for _ in range(1000):
         acc.add(np.array([1.0], np.float32), 1.0)
     # float32 would lose every +1 against 1e8.
     assert acc.weighted_sum()[0] == 1e8 + 1000
+
+
+@pytest.mark.parametrize("size", [1, 5, 40_000, 70_001])  # one block, and more than one
+def test_batched_fold_equals_one_at_a_time_and_counts_pending_updates(size: int) -> None:
+    updates = _updates(11, size, seed=4)
+    one, batched = StreamingWeightedSum(size), StreamingWeightedSum(size, batch=4)
+    for delta, w in updates:
+        one.add(delta, w)
+        batched.add(delta, w)
+    # 11 = 2 full batches + 3 pending: every read includes the pending ones.
+    assert batched.count == 11 and batched.total_weight == one.total_weight
+    exact = sum(w * d.astype(np.float64) for d, w in updates)
+    np.testing.assert_allclose(batched.mean(), exact / one.total_weight, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(batched.weighted_sum(), exact, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(one.weighted_sum(), exact, rtol=1e-12, atol=1e-9)
+    other = StreamingWeightedSum(size, batch=4)
+    other.add(updates[0][0], 2.0)  # pending only, folded by merge
+    batched.merge(other)
+    np.testing.assert_allclose(
+        batched.mean(), (exact + 2 * updates[0][0]) / (one.total_weight + 2), rtol=1e-6
+    )
+
+
+def test_batch_must_be_positive() -> None:
+    with pytest.raises(InvalidParameter):
+        StreamingWeightedSum(4, batch=0)
 
 
 def test_manifest_flatten_unflatten_round_trip() -> None:
