@@ -44,6 +44,8 @@ from flcore.signing import TrustedKeys
 from flproc.clock import wall_ms
 from modelzoo.registry import get_spec
 from schemas import RetryAfter, RoundPlan, Task, decode
+from schemas.chunking import StreamDecoder
+from schemas.chunking import decode_stream as plain_stream_decode
 from schemas.errors import SchemaError
 
 log = structlog.get_logger(__name__)
@@ -64,7 +66,8 @@ class Device:
     device that trusted anything would follow a forged plan.
     ``decode_broadcast`` decodes the round plans every device of a model receives;
     the default is plain ``schemas.decode``. A simulator running many devices in
-    one process passes a shared cache (``flsim.population``).
+    one process passes a shared cache (``flsim.population``), and likewise a
+    ``decode_stream`` that decodes each reassembled version or bundle once.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Device:
         executor: Executor | None = None,
         feature_widths: dict[str, int] | None = None,
         decode_broadcast: BroadcastDecoder = decode,
+        decode_stream: StreamDecoder = plain_stream_decode,
         store: ExampleStore | None = None,
         ledger: RoundLedger | None = None,
         trainer_factory: TrainerFactory = Trainer,
@@ -108,7 +112,7 @@ class Device:
             coordinator_key, self.ledger, self.stats.control_refused, self._log
         )
         self._models = {
-            m: ModelState(m, root / "artifacts", self._gate.admit, trainer_factory)
+            m: ModelState(m, root / "artifacts", self._gate.admit, trainer_factory, decode_stream)
             for m in config.models
         }
         self._ctx = DeviceContext(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from flsim.partition import Partition
 from flsim.synthetic import SyntheticTrainer
 from modelzoo.registry import get_spec
 from schemas import decode
+from schemas.chunking import decode_stream
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +94,36 @@ def shared_decode(data: bytes) -> Any:
     because decoded messages are frozen; a bad payload raises each time.
     """
     return decode(data)
+
+
+class SharedStreams:
+    """Decode each reassembled stream (a model version, an artifact bundle) once per process.
+
+    Every simulated device reassembles the same retained streams; each device's
+    reassembler has checked its payload against the stream's digest, so the
+    (class, digest, size) names the payload and the decoded (frozen) message is
+    shared: one decode, and one signature digest (``TrustedKeys`` remembers the
+    object it verified), instead of one per device. The digest is xxh3, not a
+    cryptographic hash: a crafted collision could make devices see the message
+    decoded first, which still passes the same signature check. Bounded.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._decoded: OrderedDict[tuple[type, bytes, int], Any] = OrderedDict()
+
+    def __call__(self, cls: type, digest: bytes, payload: memoryview) -> Any:
+        """The decoded message of a verified payload (raises as ``decode`` does)."""
+        key = (cls, bytes(digest), payload.nbytes)
+        msg = self._decoded.get(key)
+        if msg is None:
+            msg = decode_stream(cls, digest, payload)
+            self._decoded[key] = msg
+            if len(self._decoded) > self._size:
+                self._decoded.popitem(last=False)
+        else:
+            self._decoded.move_to_end(key)
+        return msg
 
 
 def _conditions(availability: str, seed: int) -> ConditionsProvider:
@@ -185,6 +217,7 @@ class Population:
         attackers = attack.choose([d for _, d in sorted(shards)]) if attack else frozenset()
         devices: list[Device] = []
         buses: list[PubSubBus] = []
+        streams = SharedStreams()
         for index, ((hospital, device_id), rows) in zip(places, ordered, strict=True):
             device_seed = seed * 100_003 + index
             config = DeviceConfig(
@@ -211,6 +244,7 @@ class Population:
                 seed=device_seed,
                 executor=executor,
                 decode_broadcast=shared_decode,
+                decode_stream=streams,
                 **_storage(storage, config),
                 trainer_factory=SyntheticTrainer if synthetic else Trainer,
             )

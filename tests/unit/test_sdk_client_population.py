@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from schemas.chunking import ChunkedReceiver
 from schemas.topics import MQTT_ROOT, plan_topic
 from tests.support.device import MODEL, bundle_of, plan, publish_model, version_of
 from tests.support.device import task as make_task
-from tests.support.signing import KEYS, signed
+from tests.support.signing import KEYS, SIGNER, signed
 
 pytestmark = pytest.mark.unit
 
@@ -72,6 +73,53 @@ async def test_population_devices_decode_a_plan_once_between_them(tmp_path: Path
     info = shared_decode.cache_info()
     assert len(checked_in) == 6
     assert (info.misses, info.hits) == (1, 5)
+
+
+async def test_population_devices_decode_and_digest_a_model_version_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the model published (bundle + version chunks), 2 x 3 devices, a digest counter.
+    import flcore.signing as signing
+
+    art = tmp_path / "art" / MODEL
+    generate_artifacts(MODEL, art, optimizers=("sgd",))
+    version, bundle = version_of(art), bundle_of(art)
+    digests: list[str] = []
+    plain = signing.digest
+
+    def counted(msg: Any) -> bytes:
+        digests.append(type(msg).__name__)
+        return plain(msg)
+
+    monkeypatch.setattr(signing, "digest", counted)
+    bus = MemoryPubSub()
+    await bus.start()
+    await publish_model(bus, version, bundle)
+    partitions = make_experiment(
+        [MODEL], hospitals=2, devices_per_hospital=3, alpha=0.5, seed=0
+    ).partitions
+    population = Population.from_partition(
+        partitions, lambda _: bus, tmp_path / "devices", coordinator_key=SIGNER.trusted(),
+        seed=0, manage_buses=False, storage="memory",
+    )  # fmt: skip
+    stop = asyncio.Event()
+    job = asyncio.create_task(population.run(stop))
+    # Execute: wait until every device holds the version.
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 20
+
+    def held() -> int:
+        return sum(d._state(MODEL).version is not None for d in population.devices)
+
+    while held() < 6 and loop.time() < end:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await job
+    await bus.stop()
+    # Assert: six devices hold the one decoded version, digested once (not six times).
+    assert held() == 6
+    assert len({id(d._state(MODEL).version) for d in population.devices}) == 1
+    assert digests.count("ModelVersion") == 1 and digests.count("ArtifactBundle") == 1
 
 
 async def test_population_devices_each_upload_their_shard_once(tmp_path: Path) -> None:
