@@ -165,17 +165,22 @@ class Device:
 
     # -- the run loop -----------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Follow plans, check in, and run rounds until ``stop`` is set."""
+    async def run(self, stop: asyncio.Event, *, tick: bool = True) -> None:
+        """Follow plans, check in, and run rounds until ``stop`` is set.
+
+        Without ``tick`` the caller calls :meth:`tick` every poll interval (a
+        simulator ticks all its devices from one task instead of one timer each).
+        """
         self._log.info("device.started", models=list(self.config.models))
-        receiver = asyncio.create_task(self._receive_forever(stop))
-        ticker = asyncio.create_task(self._tick_forever(stop))
+        tasks = [asyncio.create_task(self._receive_forever(stop))]
+        if tick:
+            tasks.append(asyncio.create_task(self._tick_forever(stop)))
         try:
             await stop.wait()
         finally:
-            for task in (receiver, ticker, *self._jobs):
+            for task in (*tasks, *self._jobs):
                 task.cancel()
-            await asyncio.gather(receiver, ticker, *self._jobs, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._jobs, return_exceptions=True)
             self._log.info("device.stopped", **self._summary())
 
     def _summary(self) -> dict[str, Any]:
@@ -220,10 +225,14 @@ class Device:
     async def _tick_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await asyncio.sleep(self.config.poll_interval_s)
-            now = self._clock()
-            for state in self._models.values():
-                state.downloads.expire(now)
-                await self._checkins.maybe_check_in(state)
+            await self.tick()
+
+    async def tick(self) -> None:
+        """Forget stalled downloads; check in if a deferred check-in is now due."""
+        now = self._clock()
+        for state in self._models.values():
+            state.downloads.expire(now)
+            await self._checkins.maybe_check_in(state)
 
     def _dispatch(self, record: Record) -> None:
         if not record.value:

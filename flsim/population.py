@@ -159,11 +159,17 @@ class Population:
     """K simulated devices sharing one event loop (and, optionally, one training executor)."""
 
     def __init__(
-        self, devices: Sequence[Device], *, buses: Sequence[PubSubBus] = (), manage_buses: bool
+        self,
+        devices: Sequence[Device],
+        *,
+        buses: Sequence[PubSubBus] = (),
+        manage_buses: bool,
+        poll_interval_s: float = 0.25,
     ) -> None:
         self.devices = list(devices)
         self._buses = list(buses)
         self._manage = manage_buses
+        self._poll_s = poll_interval_s
 
     @classmethod
     def from_partition(
@@ -261,7 +267,7 @@ class Population:
             attackers=sorted(attackers),
             attack=attack.behaviour if attack else None,
         )
-        return cls(devices, buses=buses, manage_buses=manage_buses)
+        return cls(devices, buses=buses, manage_buses=manage_buses, poll_interval_s=poll_interval_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every device until ``stop`` is set."""
@@ -270,7 +276,8 @@ class Population:
         try:
             async with asyncio.TaskGroup() as group:
                 for device in self.devices:
-                    group.create_task(device.run(stop))
+                    group.create_task(device.run(stop, tick=False))
+                group.create_task(self._tick(stop))
         finally:
             for device in self.devices:
                 device.close()
@@ -279,6 +286,16 @@ class Population:
                     with contextlib.suppress(BusError):
                         await bus.stop()
             log.info("population.stopped", **self.totals())
+
+    async def _tick(self, stop: asyncio.Event) -> None:
+        """Tick every device each poll interval from one task (not one timer per device)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._poll_s)
+            if stop.is_set():
+                return
+            for device in self.devices:
+                await device.tick()
 
     @staticmethod
     async def _start(bus: PubSubBus, stop: asyncio.Event) -> None:
