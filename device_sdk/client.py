@@ -111,8 +111,9 @@ class Device:
         self._gate = ControlGate(
             coordinator_key, self.ledger, self.stats.control_refused, self._log
         )
+        artifacts = config.artifact_dir or root / "artifacts"
         self._models = {
-            m: ModelState(m, root / "artifacts", self._gate.admit, trainer_factory, decode_stream)
+            m: ModelState(m, artifacts, self._gate.admit, trainer_factory, decode_stream)
             for m in config.models
         }
         self._ctx = DeviceContext(

@@ -234,6 +234,7 @@ class Population:
                 dropout=dropout,
                 slowdown=float(slowdowns[index]) if max_slowdown > 1 else 1.0,
                 poll_interval_s=poll_interval_s,
+                artifact_dir=Path(storage_root) / "artifacts",
             )
             bus = bus_factory(device_id)
             if all(b is not bus for b in buses):

@@ -112,7 +112,7 @@ async def test_population_devices_told_to_retry_check_in_again_when_due(tmp_path
     assert len(counts) == 2 and min(counts.values()) >= 2
 
 
-async def test_population_devices_decode_and_digest_a_model_version_once(
+async def test_population_devices_decode_digest_and_install_a_model_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: the model published (bundle + version chunks), 2 x 3 devices, a digest counter.
@@ -157,6 +157,8 @@ async def test_population_devices_decode_and_digest_a_model_version_once(
     assert held() == 6
     assert len({id(d._state(MODEL).version) for d in population.devices}) == 1
     assert digests.count("ModelVersion") == 1 and digests.count("ArtifactBundle") == 1
+    # ... and the bundle was written to disk once for the six of them.
+    assert len(list((tmp_path / "devices").rglob(bundle.digest))) == 1
 
 
 async def test_population_devices_each_upload_their_shard_once(tmp_path: Path) -> None:
