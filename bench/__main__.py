@@ -144,9 +144,13 @@ def _our_in_memory(n: int, hospitals: int) -> tuple[float | None, str]:
     report = asyncio.run(run_demo(opts, progress_stream=None))
     rows = report["models"]["digits_mlp"]
     done = [r for r in rows if r["outcome"] == "done"]
-    walls = [r["wall_seconds"] for r in (done[1:] or done)]
+    steady = done[1:] or done
+    walls = [r["wall_seconds"] for r in steady]
+    over = [r["overhead_seconds"] for r in steady]
     admitted = [sum(h["admitted"] for h in r["per_hospital"].values()) for r in rows]
     note = f"{len(done)}/{len(rows)} done, admitted {admitted}"
+    if over:
+        note += f", overhead {sum(over) / len(over):.2f} s/round (wall minus training)"
     return (sum(walls) / len(walls) if walls else None), note
 
 

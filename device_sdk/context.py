@@ -36,6 +36,9 @@ class DeviceConfig:
     poll_interval_s: float = 0.25
     checkin_timeout_ms: int = 30_000  # check in again if the selector never answered
     max_chunk_bytes: int = 512 * 1024
+    # Where artifact bundles are installed (None: storage_dir/artifacts). Devices
+    # of one simulator process share one: a bundle is written once, not per device.
+    artifact_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout <= 1.0:

@@ -24,7 +24,7 @@ from device_sdk.artifacts import read_verified_info
 from device_sdk.errors import ArtifactError
 from schemas import ModelVersion
 from schemas.artifacts import ArtifactBundle
-from schemas.chunking import ChunkedReceiver
+from schemas.chunking import ChunkedReceiver, StreamDecoder, decode_stream
 from schemas.errors import SchemaError
 
 log = structlog.get_logger(__name__)
@@ -73,13 +73,18 @@ class ModelDownloads:
     """
 
     def __init__(
-        self, model: str, artifact_root: Path, gate: Gate, timeout_ms: int = 10 * 60 * 1000
+        self,
+        model: str,
+        artifact_root: Path,
+        gate: Gate,
+        timeout_ms: int = 10 * 60 * 1000,
+        decoder: StreamDecoder = decode_stream,
     ) -> None:
         self.model = model
         self._root = artifact_root
         self._gate = gate
-        self._versions = ChunkedReceiver(timeout_ms)
-        self._bundles = ChunkedReceiver(timeout_ms)
+        self._versions = ChunkedReceiver(timeout_ms, decoder)
+        self._bundles = ChunkedReceiver(timeout_ms, decoder)
         self._log = log.bind(model=model)
 
     def version_chunk(self, data: bytes, now_ms: int) -> ModelVersion | None:

@@ -17,6 +17,7 @@ from device_sdk.training import TrainConfig, TrainResult
 from device_sdk.wire import from_tensors
 from modelzoo.params import ParamManifest
 from schemas import ModelVersion, RoundPlan
+from schemas.chunking import StreamDecoder, decode_stream
 
 
 class RoundTrainer(Protocol):
@@ -54,10 +55,11 @@ class ModelState:
         artifact_root: Path,
         gate: Gate,
         trainer_factory: TrainerFactory = Trainer,
+        decoder: StreamDecoder = decode_stream,
     ) -> None:
         self.model = model
         self._trainer_factory = trainer_factory
-        self.downloads = ModelDownloads(model, artifact_root, gate)
+        self.downloads = ModelDownloads(model, artifact_root, gate, decoder=decoder)
         self.plan: RoundPlan | None = None
         self.version: ModelVersion | None = None
         self.artifacts: dict[str, Path] = {}  # bundle digest -> installed directory

@@ -176,7 +176,11 @@ class TrustedKeys:
     It remembers the last ``remember`` (signature, digest) pairs that verified:
     devices of one simulator share one TrustedKeys, and each of them checks the
     same plan; a hit still recomputes the digest, so it only skips the Ed25519
-    check of bytes already verified.
+    check of bytes already verified. It also remembers the last ``remember``
+    message *objects* that verified (held, so their ids stay theirs): a
+    simulator decodes a broadcast once for all its devices, and the digest of a
+    model version (every weight) is then computed once, not once per device.
+    Messages are frozen; one mutated after it verified is not re-checked.
     """
 
     def __init__(self, keys: Iterable[Ed25519PublicKey], remember: int = 64) -> None:
@@ -185,6 +189,7 @@ class TrustedKeys:
             raise InvalidParameter("pin at least one coordinator public key")
         self._remember = remember
         self._verified: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        self._objects: OrderedDict[int, Any] = OrderedDict()  # id -> the message itself
 
     @classmethod
     def from_pem(cls, data: bytes) -> TrustedKeys:
@@ -215,17 +220,23 @@ class TrustedKeys:
         key = self._keys.get(sig[:KEY_ID_BYTES])
         if key is None:
             return UNKNOWN_KEY
+        if self._objects.get(id(msg)) is msg:
+            self._objects.move_to_end(id(msg))
+            return None
         seen = (sig, digest(msg))
         if seen in self._verified:
             self._verified.move_to_end(seen)
-            return None
-        try:
-            key.verify(sig[KEY_ID_BYTES:], seen[1])
-        except InvalidSignature:
-            return BAD_SIGNATURE
-        self._verified[seen] = None
-        if len(self._verified) > self._remember:
-            self._verified.popitem(last=False)
+        else:
+            try:
+                key.verify(sig[KEY_ID_BYTES:], seen[1])
+            except InvalidSignature:
+                return BAD_SIGNATURE
+            self._verified[seen] = None
+            if len(self._verified) > self._remember:
+                self._verified.popitem(last=False)
+        self._objects[id(msg)] = msg
+        if len(self._objects) > self._remember:
+            self._objects.popitem(last=False)
         return None
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from flsim.partition import Partition
 from flsim.synthetic import SyntheticTrainer
 from modelzoo.registry import get_spec
 from schemas import decode
+from schemas.chunking import decode_stream
 
 log = structlog.get_logger(__name__)
 
@@ -94,6 +96,36 @@ def shared_decode(data: bytes) -> Any:
     return decode(data)
 
 
+class SharedStreams:
+    """Decode each reassembled stream (a model version, an artifact bundle) once per process.
+
+    Every simulated device reassembles the same retained streams; each device's
+    reassembler has checked its payload against the stream's digest, so the
+    (class, digest, size) names the payload and the decoded (frozen) message is
+    shared: one decode, and one signature digest (``TrustedKeys`` remembers the
+    object it verified), instead of one per device. The digest is xxh3, not a
+    cryptographic hash: a crafted collision could make devices see the message
+    decoded first, which still passes the same signature check. Bounded.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._decoded: OrderedDict[tuple[type, bytes, int], Any] = OrderedDict()
+
+    def __call__(self, cls: type, digest: bytes, payload: memoryview) -> Any:
+        """The decoded message of a verified payload (raises as ``decode`` does)."""
+        key = (cls, bytes(digest), payload.nbytes)
+        msg = self._decoded.get(key)
+        if msg is None:
+            msg = decode_stream(cls, digest, payload)
+            self._decoded[key] = msg
+            if len(self._decoded) > self._size:
+                self._decoded.popitem(last=False)
+        else:
+            self._decoded.move_to_end(key)
+        return msg
+
+
 def _conditions(availability: str, seed: int) -> ConditionsProvider:
     if availability == "always":
         return FixedConditions(ALWAYS)
@@ -127,11 +159,17 @@ class Population:
     """K simulated devices sharing one event loop (and, optionally, one training executor)."""
 
     def __init__(
-        self, devices: Sequence[Device], *, buses: Sequence[PubSubBus] = (), manage_buses: bool
+        self,
+        devices: Sequence[Device],
+        *,
+        buses: Sequence[PubSubBus] = (),
+        manage_buses: bool,
+        poll_interval_s: float = 0.25,
     ) -> None:
         self.devices = list(devices)
         self._buses = list(buses)
         self._manage = manage_buses
+        self._poll_s = poll_interval_s
 
     @classmethod
     def from_partition(
@@ -185,6 +223,7 @@ class Population:
         attackers = attack.choose([d for _, d in sorted(shards)]) if attack else frozenset()
         devices: list[Device] = []
         buses: list[PubSubBus] = []
+        streams = SharedStreams()
         for index, ((hospital, device_id), rows) in zip(places, ordered, strict=True):
             device_seed = seed * 100_003 + index
             config = DeviceConfig(
@@ -195,6 +234,7 @@ class Population:
                 dropout=dropout,
                 slowdown=float(slowdowns[index]) if max_slowdown > 1 else 1.0,
                 poll_interval_s=poll_interval_s,
+                artifact_dir=Path(storage_root) / "artifacts",
             )
             bus = bus_factory(device_id)
             if all(b is not bus for b in buses):
@@ -211,6 +251,7 @@ class Population:
                 seed=device_seed,
                 executor=executor,
                 decode_broadcast=shared_decode,
+                decode_stream=streams,
                 **_storage(storage, config),
                 trainer_factory=SyntheticTrainer if synthetic else Trainer,
             )
@@ -227,7 +268,7 @@ class Population:
             attackers=sorted(attackers),
             attack=attack.behaviour if attack else None,
         )
-        return cls(devices, buses=buses, manage_buses=manage_buses)
+        return cls(devices, buses=buses, manage_buses=manage_buses, poll_interval_s=poll_interval_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every device until ``stop`` is set."""
@@ -236,7 +277,8 @@ class Population:
         try:
             async with asyncio.TaskGroup() as group:
                 for device in self.devices:
-                    group.create_task(device.run(stop))
+                    group.create_task(device.run(stop, tick=False))
+                group.create_task(self._tick(stop))
         finally:
             for device in self.devices:
                 device.close()
@@ -245,6 +287,16 @@ class Population:
                     with contextlib.suppress(BusError):
                         await bus.stop()
             log.info("population.stopped", **self.totals())
+
+    async def _tick(self, stop: asyncio.Event) -> None:
+        """Tick every device each poll interval from one task (not one timer per device)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._poll_s)
+            if stop.is_set():
+                return
+            for device in self.devices:
+                await device.tick()
 
     @staticmethod
     async def _start(bus: PubSubBus, stop: asyncio.Event) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -422,11 +422,30 @@ class Reassembler:
         return sum(st.total_bytes for st in self._streams.values())
 
 
-class ChunkedReceiver:
-    """Decode encoded Chunk messages, reassemble, and decode each completed message."""
+StreamDecoder = Callable[[type, bytes, memoryview], Any]
+"""(message class, verified stream digest, reassembled payload) -> the decoded message."""
 
-    def __init__(self, timeout_ms: int = DEFAULT_TIMEOUT_MS, **kwargs: Any) -> None:
+
+def decode_stream(cls: type, _digest: bytes, payload: memoryview) -> Any:
+    """The default :data:`StreamDecoder`: decode the payload (zero-copy over the buffer)."""
+    return decode(payload, cls)
+
+
+class ChunkedReceiver:
+    """Decode encoded Chunk messages, reassemble, and decode each completed message.
+
+    ``decoder`` decodes a completed stream; a simulator whose devices all receive
+    the same streams passes one that decodes each (class, digest) once.
+    """
+
+    def __init__(
+        self,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        decoder: StreamDecoder = decode_stream,
+        **kwargs: Any,
+    ) -> None:
         self.reassembler = Reassembler(timeout_ms, **kwargs)
+        self._decoder = decoder
 
     def add(self, data: bytes | bytearray | memoryview, now_ms: int) -> Any | None:
         """Feed one encoded Chunk; return the decoded message when its stream completes.
@@ -441,7 +460,7 @@ class ChunkedReceiver:
         payload = self.reassembler._add(*fields, now_ms)
         if payload is None:
             return None
-        return decode(payload, cls)
+        return self._decoder(cls, fields[6], payload)  # the digest the payload matched
 
     def expire(self, now_ms: int) -> list[str]:
         """Forget incomplete streams idle past the timeout; return their ids."""

@@ -157,3 +157,23 @@ def test_a_pickled_pin_still_verifies_and_still_refuses_a_forger() -> None:
     assert copy.key_ids == TRUST.key_ids
     assert copy.verify(KEY.sign(_plan())) is None
     assert copy.verify(other.sign(_plan())) == "unknown_key"
+
+
+def test_verifying_the_same_message_object_again_skips_its_digest(monkeypatch: Any) -> None:
+    # Prepare: a fresh pin, a signed version (its digest walks every weight), a digest counter.
+    import flcore.signing as signing
+
+    pinned, version = KEY.trusted(), KEY.sign(_version())
+    calls: list[int] = []
+
+    def counted(msg: Any) -> bytes:
+        calls.append(1)
+        return digest(msg)
+
+    monkeypatch.setattr(signing, "digest", counted)
+    # Execute: a simulator's devices check the one decoded object, then a tampered copy.
+    verdicts = [pinned.verify(version) for _ in range(5)]
+    forged = dataclasses.replace(version, version=99)
+    # Assert: one digest for the five checks; the copy is still digested and refused.
+    assert verdicts == [None] * 5 and len(calls) == 1
+    assert pinned.verify(forged) == "bad_signature" and len(calls) == 2

@@ -7,19 +7,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flbus.memory import MemoryPubSub
+from flproc.clock import wall_ms
 from flsim.experiment import make_experiment
 from flsim.population import Population, SimClock, _conditions, shared_decode
 from modelzoo import generate_artifacts
-from schemas import CheckIn, ModelUpdate, decode, encode
+from schemas import CheckIn, ModelUpdate, RetryAfter, decode, encode
 from schemas.chunking import ChunkedReceiver
 from schemas.topics import MQTT_ROOT, plan_topic
 from tests.support.device import MODEL, bundle_of, plan, publish_model, version_of
 from tests.support.device import task as make_task
-from tests.support.signing import KEYS, signed
+from tests.support.signing import KEYS, SIGNER, signed
 
 pytestmark = pytest.mark.unit
 
@@ -72,6 +74,91 @@ async def test_population_devices_decode_a_plan_once_between_them(tmp_path: Path
     info = shared_decode.cache_info()
     assert len(checked_in) == 6
     assert (info.misses, info.hits) == (1, 5)
+
+
+async def test_population_devices_told_to_retry_check_in_again_when_due(tmp_path: Path) -> None:
+    # Prepare: 1 hospital x 2 devices, each check-in answered "come back in 0.3 s".
+    bus = MemoryPubSub()
+    await bus.start()
+    partitions = make_experiment(
+        [MODEL], hospitals=1, devices_per_hospital=2, alpha=0.5, seed=0
+    ).partitions
+    sub = await bus.subscribe([f"{MQTT_ROOT}/+/+/checkin"])
+    population = Population.from_partition(
+        partitions, lambda _: bus, tmp_path / "devices", coordinator_key=KEYS, seed=0,
+        manage_buses=False, poll_interval_s=0.05, storage="memory",
+    )  # fmt: skip
+    stop = asyncio.Event()
+    job = asyncio.create_task(population.run(stop))
+    one = signed(replace(plan(1), hospitals=("h0",), targets=(2,)))
+    await bus.publish(plan_topic(MODEL), encode(one), retain=True)
+    # Execute: defer every check-in once; count check-ins per device.
+    counts: dict[str, int] = {}
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 20
+    while min(counts.values(), default=0) < 2 and loop.time() < end:
+        record = await sub.get(0.1)
+        if record is None:
+            continue
+        c = decode(record.value)
+        counts[c.device_id] = counts.get(c.device_id, 0) + 1
+        if counts[c.device_id] == 1:
+            later = RetryAfter(c.device_id, c.hospital_id, MODEL, wall_ms() + 300, "paced")
+            await bus.publish(f"{MQTT_ROOT}/{c.hospital_id}/{c.device_id}/task", encode(later))
+    stop.set()
+    await job
+    await bus.stop()
+    # Assert: both devices came back on their own (the population's tick), no message needed.
+    assert len(counts) == 2 and min(counts.values()) >= 2
+
+
+async def test_population_devices_decode_digest_and_install_a_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the model published (bundle + version chunks), 2 x 3 devices, a digest counter.
+    import flcore.signing as signing
+
+    art = tmp_path / "art" / MODEL
+    generate_artifacts(MODEL, art, optimizers=("sgd",))
+    version, bundle = version_of(art), bundle_of(art)
+    digests: list[str] = []
+    plain = signing.digest
+
+    def counted(msg: Any) -> bytes:
+        digests.append(type(msg).__name__)
+        return plain(msg)
+
+    monkeypatch.setattr(signing, "digest", counted)
+    bus = MemoryPubSub()
+    await bus.start()
+    await publish_model(bus, version, bundle)
+    partitions = make_experiment(
+        [MODEL], hospitals=2, devices_per_hospital=3, alpha=0.5, seed=0
+    ).partitions
+    population = Population.from_partition(
+        partitions, lambda _: bus, tmp_path / "devices", coordinator_key=SIGNER.trusted(),
+        seed=0, manage_buses=False, storage="memory",
+    )  # fmt: skip
+    stop = asyncio.Event()
+    job = asyncio.create_task(population.run(stop))
+    # Execute: wait until every device holds the version.
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 20
+
+    def held() -> int:
+        return sum(d._state(MODEL).version is not None for d in population.devices)
+
+    while held() < 6 and loop.time() < end:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await job
+    await bus.stop()
+    # Assert: six devices hold the one decoded version, digested once (not six times).
+    assert held() == 6
+    assert len({id(d._state(MODEL).version) for d in population.devices}) == 1
+    assert digests.count("ModelVersion") == 1 and digests.count("ArtifactBundle") == 1
+    # ... and the bundle was written to disk once for the six of them.
+    assert len(list((tmp_path / "devices").rglob(bundle.digest))) == 1
 
 
 async def test_population_devices_each_upload_their_shard_once(tmp_path: Path) -> None:
