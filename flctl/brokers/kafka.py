@@ -11,6 +11,7 @@ a super user (see docs/security.md).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 import shutil
@@ -47,7 +48,12 @@ class Kafka(Broker):
         super().__init__(root, log_dir, port, progress, search_path)
         self.controller_port, self.cache = controller_port, cache
         self.java, self.libs = "", cache / "libs"
-        self.secure = SecureKafka(secure) if secure is not None else None
+        self._secure_dir = secure
+
+    @functools.cached_property
+    def secure(self) -> SecureKafka | None:
+        """The provisioned users, read when first needed (starting Kafka), not before."""
+        return SecureKafka(self._secure_dir) if self._secure_dir is not None else None
 
     @property
     def config(self) -> Path:

@@ -131,17 +131,25 @@ def stack(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
 
 
 def test_compose_refuses_to_start_without_provisioned_secrets(engine: None, tmp_path: Path) -> None:
-    """No secrets directory: nothing is created, and the error names the missing env file."""
+    """No secrets directory: up fails naming the missing env file, and nothing runs.
+
+    (Docker Compose fails while loading the file; podman-compose creates the containers
+    before the first one with an env_file, then fails before starting any.)
+    """
+    project = PROJECT + "-nosecrets"
     env = {**os.environ, "FL_SECRETS": str(tmp_path / "nothing-here")}
-    done = subprocess.run(
-        [*_podman_compose(), "-p", PROJECT + "-nosecrets", "up", "--no-start"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    said = done.stdout + done.stderr
-    assert done.returncode != 0 or "does not exist" in said, said[-2000:]
-    assert f"{tmp_path}/nothing-here/services/" in said, said[-2000:]
-    left = _run(["podman", "ps", "-a", "--filter", f"name={PROJECT}-nosecrets_", "-q"], 60)
-    assert not left.strip(), f"containers created without secrets: {left}"
+    compose = [*_podman_compose(), "-p", project]
+    try:
+        done = subprocess.run(
+            [*compose, "up", "-d"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        said = done.stdout + done.stderr
+        assert f"{tmp_path}/nothing-here/services/" in said, said[-2000:]
+        running = _run(["podman", "ps", "--filter", f"name={project}_", "-q"], 60)
+        assert not running.strip(), f"containers running without secrets: {running}"
+    finally:
+        subprocess.run([*compose, "down"], cwd=ROOT, env=env, capture_output=True, timeout=300)
 
 
 def _brokers_refuse_anonymous_clients(stack: Stack) -> None:
