@@ -187,7 +187,10 @@ def needs(argv: list[str], env: dict[str, str]) -> dict[str, Callable[[], bool]]
     if env.get("FL_MQTT_URL") and role in ("selector", "devices"):
         url = urlsplit(env["FL_MQTT_URL"])
         mqtt_host, mqtt_port = url.hostname or "127.0.0.1", url.port or 1883
-        checks[f"mqtt {mqtt_host}:{mqtt_port}"] = lambda: mqtt_answers(mqtt_port, mqtt_host)
+        # Anonymous probes are refused by the locked broker: a refusing CONNACK is an answer.
+        checks[f"mqtt {mqtt_host}:{mqtt_port}"] = lambda: mqtt_answers(
+            mqtt_port, mqtt_host, refused_ok=True
+        )
     return checks
 
 

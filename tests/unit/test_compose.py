@@ -367,3 +367,27 @@ def test_compose_entrypoint_hands_secrets_over_keeping_their_modes(tmp_path: Pat
 def test_compose_entrypoint_gives_up_waiting_after_its_deadline() -> None:
     assert _entrypoint().wait({"never": lambda: False}, deadline_s=0.0) is False
     assert _entrypoint().wait({"now": lambda: True}, deadline_s=0.0) is True
+
+
+def test_compose_entrypoint_takes_a_refused_login_as_the_locked_broker_answering() -> None:
+    """Mosquitto refuses the anonymous probe; devices and selectors must not wait forever."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def refuse() -> None:
+        for _ in range(2):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(bytes([0x20, 0x03, 0x00, 0x87, 0x00]))  # v5 CONNACK: not authorized
+
+    threading.Thread(target=refuse, daemon=True).start()
+    try:
+        env = {"FL_MQTT_URL": f"mqtt://127.0.0.1:{port}"}
+        checks = _entrypoint().needs(["flctl", "devices"], env)
+        assert [check() for check in checks.values()] == [True]
+    finally:
+        server.close()
