@@ -35,9 +35,10 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation /app \
  && rm -rf /tmp/context /app/build \
  && useradd --create-home fl \
  && install -d -o fl -g fl /data
-# The entrypoint waits for the brokers (and topics) a role needs, then execs the command.
+# The entrypoint copies the mounted secrets to the fl user, drops to it (no USER here:
+# it starts as root only for that), waits for the brokers (and topics) a role needs,
+# then execs the command.
 COPY compose/entrypoint.py /opt/fl/entrypoint.py
-USER fl
 WORKDIR /home/fl
 # Roles touch /tmp/fl-healthy while their event loop runs; compose.yaml's healthchecks read its age.
 ENTRYPOINT ["/opt/fl/bin/python", "/opt/fl/entrypoint.py"]

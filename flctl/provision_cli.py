@@ -15,11 +15,25 @@ from flproc.settings import EXIT_BAD_SETTING, MQTT_URL, Setting, Subparsers, add
 from flproc.settings import resolve as resolve_settings
 from services.common.settings import HOSPITALS
 
+
+def _root(raw: str) -> Path | None:
+    if not raw.strip():
+        return None
+    if not path(raw).is_absolute():
+        raise ValueError(f"must be an absolute path, got {raw!r}")
+    return path(raw)
+
+
 OUT = Setting("out", "--out", "FL_PROVISION_OUT",
               "directory to write (refused if it exists, unless --force)", path,
               "./secrets")  # fmt: skip
+ROOT = Setting("root", "--root", "FL_PROVISION_ROOT",
+               "where the roles will find the directory, for the paths in services/*.env "
+               "(e.g. /secrets, where compose mounts it; default: --out itself)",
+               _root, "")  # fmt: skip
 SETTINGS: tuple[Setting, ...] = (
     OUT,
+    ROOT,
     HOSPITALS,
     Setting("devices_per_hospital", "--devices-per-hospital", "FL_DEVICES_PER_HOSPITAL",
             "device identities per hospital (ids <hospital>-d0, -d1, ... as flctl devices)",
@@ -35,8 +49,9 @@ def register(subparsers: Subparsers) -> None:
         "provision",
         help="create device and service identities, broker password file and ACLs",
         description="Write per-device and per-service credentials, Mosquitto's password "
-        "file and ACL, FL_* env files per service instance and, with --tls, a CA with the "
-        "broker's certificate. `flctl brokers up --secure DIR` reads them. Exit codes: "
+        "file and ACL, Kafka's SASL users, the coordinator's signing key pair, FL_* env "
+        "files per service instance and, with --tls, a CA with the broker's certificate."
+        " `flctl brokers up --secure DIR` reads them. Exit codes: "
         "0 written, 1 not written (the directory exists), 2 a bad setting.",
     )
     add_settings(p, SETTINGS)
@@ -62,6 +77,7 @@ def main(args: argparse.Namespace) -> int:
             v["devices_per_hospital"],
             mqtt_url=v["mqtt_url"],
             tls=args.tls,
+            root=v["root"],
             force=args.force,
         )
     except ProvisionError as exc:

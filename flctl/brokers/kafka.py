@@ -1,6 +1,6 @@
 """Kafka, the service plane's broker: one node in KRaft mode, run from the released jars.
 
-With ``secure`` (a provisioned ``<dir>/kafka``, see ``flctl.provision_kafka``)
+With ``secure`` (a provisioned ``<dir>/kafka``, see ``flctl.provision.kafka``)
 the client listener wants SASL/SCRAM-SHA-512, the users are written into the
 KRaft storage when it is formatted, and the ACLs of ``flctl.kafka_acls`` are
 created as the super user ``admin`` once the broker answers. The controller

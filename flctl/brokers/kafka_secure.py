@@ -1,6 +1,6 @@
 """The secured local Kafka: SASL/SCRAM users and ACLs from a provisioned ``<dir>/kafka``.
 
-``<dir>/kafka/users.json`` (mode 0600, written by ``flctl.provision_kafka``)::
+``<dir>/kafka/users.json`` (mode 0600, written by ``flctl.provision.kafka``)::
 
     {"hospitals": ["h0", "h1"], "passwords": {"admin": "...", "coordinator": "...", ...}}
 

@@ -59,9 +59,14 @@ def merge_env(instances: Iterable[str], parts: Iterable[EnvLines]) -> EnvLines:
             if instance not in merged:
                 raise ProvisionError(f"env lines for unknown service instance {instance!r}")
             for line in lines:
-                name, eq, _ = line.partition("=")
+                name, eq, value = line.partition("=")
                 if not eq or not name.startswith("FL_"):
                     raise ProvisionError(f"{instance}: not an FL_NAME=value line: {name!r}")
+                if not value or any(c.isspace() or c in "'\"$#\\" for c in value):
+                    raise ProvisionError(
+                        f"{instance}: {name} would need quoting in an env file "
+                        "(a path with blanks or quotes?)"
+                    )
                 if (instance, name) in seen:
                     raise ProvisionError(f"{instance}: {name} is set twice")
                 seen[instance, name] = line
@@ -70,9 +75,12 @@ def merge_env(instances: Iterable[str], parts: Iterable[EnvLines]) -> EnvLines:
 
 
 def write_env_files(out: Path, env: EnvLines) -> list[Path]:
-    """``services/<instance>.env`` for every instance (0600: they hold credentials)."""
-    header = "# written by flctl provision: credentials, keep private\n"
+    """``services/<instance>.env`` for every instance (0600: they hold credentials).
+
+    Only ``FL_NAME=value`` lines, no comment and no quoting (values never hold
+    blanks), so the file works as compose's ``env_file`` and as ``env $(cat FILE)``.
+    """
     return [
-        write(out / "services" / f"{instance}.env", header + "".join(f"{x}\n" for x in lines))
+        write(out / "services" / f"{instance}.env", "".join(f"{x}\n" for x in lines))
         for instance, lines in env.items()
     ]

@@ -31,15 +31,22 @@ class Deployment:
     """Everything a writer needs to know; ``out`` is the directory being written.
 
     ``new_secret`` makes one fresh random secret (URL, CSV and env-file safe);
-    it is passed in so tests can pin it.
+    it is passed in so tests can pin it. ``root`` is where the roles will find
+    ``out`` (``/secrets`` when compose mounts it there): paths in env files
+    name files under ``root``, files are written under ``out``.
     """
 
     out: Path
+    root: Path
     hospitals: tuple[str, ...]
     devices: Mapping[str, tuple[str, ...]]  # hospital -> its device ids
     mqtt_url: str  # the broker as services and devices reach it, without credentials
     tls: bool
     new_secret: Callable[[], str] = field(repr=False)
+
+    def at(self, *parts: str) -> str:
+        """Where a role finds ``out/<parts>``: the path to put in an env file."""
+        return str(self.root.joinpath(*parts))
 
     @property
     def instances(self) -> tuple[str, ...]:
@@ -73,7 +80,11 @@ def device_username(hospital: str, device: str) -> str:
 
 
 def common_env(d: Deployment) -> Written:
-    """The ids each instance serves: every role reads the hospital list."""
+    """The ids each instance serves, and the admission token secret of selector and aggregators.
+
+    Selectors sign admission tokens and aggregators check them, so they share
+    one secret (``FL_TOKEN_SECRET``); the coordinator and devices never see it.
+    """
     per = max((len(ids) for ids in d.devices.values()), default=0)
     everyone = f"FL_HOSPITALS={','.join(d.hospitals)}"
     env: EnvLines = {i: [everyone] for i in d.instances}
@@ -81,4 +92,7 @@ def common_env(d: Deployment) -> Written:
     for h in d.hospitals:
         env[aggregator(h)].append(f"FL_HOSPITAL={h}")
         env[simulator(h)].append(f"FL_DEVICES_PER_HOSPITAL={per}")
+    token = f"FL_TOKEN_SECRET={d.new_secret()}"
+    for instance in (SELECTOR, *(aggregator(h) for h in d.hospitals)):
+        env[instance].append(token)
     return Written(env)

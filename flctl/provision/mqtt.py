@@ -107,23 +107,15 @@ def write_mqtt(d: Deployment) -> Written:
     env: EnvLines = {
         SELECTOR: [f"FL_MQTT_URL={with_credentials(d.mqtt_url, SELECTOR, users[SELECTOR])}"]
     }
-    notes = []
     for hospital, ids in d.devices.items():
         rows = [(dev, device_username(hospital, dev), d.new_secret()) for dev in ids]
         users.update({user: pw for _, user, pw in rows})
-        handout = write(d.out / "devices" / f"{hospital}.csv", devices_csv(rows))
+        write(d.out / "devices" / f"{hospital}.csv", devices_csv(rows))
         env[simulator(hospital)] = [
             f"FL_MQTT_URL={d.mqtt_url}",
-            f"FL_DEVICE_CREDENTIALS={handout.resolve()}",
+            f"FL_DEVICE_CREDENTIALS={d.at('devices', f'{hospital}.csv')}",
         ]
-        notes.append(
-            f"hospital {hospital}: devices/{hospital}.csv ({len(rows)} devices; give each "
-            "device only its own row)"
-        )
     write(d.out / "mosquitto" / "passwd", passwd_text(users))
     write(d.out / "mosquitto" / "acl", acl_text(dict(d.devices)))
-    notes.append(
-        f"broker: mosquitto/passwd and mosquitto/acl ({len(users)} users), "
-        f"`flctl brokers up --secure {d.out}`"
-    )
-    return Written(env, tuple(notes))
+    note = f"broker: mosquitto/passwd and mosquitto/acl ({len(users)} MQTT users)"
+    return Written(env, (note,))

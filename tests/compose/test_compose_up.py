@@ -73,11 +73,12 @@ def _podman_compose() -> list[str]:
 
 
 class Stack:
-    def __init__(self) -> None:
+    def __init__(self, secrets: Path) -> None:
         self.env = {
             **os.environ,
             "FL_KAFKA_HOST_PORT": str(free_port()),
             "FL_MQTT_HOST_PORT": str(free_port()),
+            "FL_SECRETS": str(secrets),  # not the user's ./secrets
         }
         self.compose = [*_podman_compose(), "-p", PROJECT]
 
@@ -99,13 +100,27 @@ class Stack:
         return subprocess.run(cmd).returncode == 0
 
 
+def _provision(out: Path) -> str:
+    """The deployment's identities, as README tells a user to write them for compose."""
+    argv = ["provision", "--out", str(out), "--root", "/secrets"]
+    argv += ["--mqtt-url", "mqtt://mosquitto:1883"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FL_")}
+    return _run([sys.executable, "-m", "flctl.main", *argv], 60, env)
+
+
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def engine() -> None:
     if shutil.which("podman") is None or not _podman_compose():
         _unavailable("podman or podman-compose not found (scripts/install installs them as root)")
     if subprocess.run(["podman", "info"], capture_output=True).returncode != 0:
         _unavailable("podman info fails: is /etc/containers/containers.conf set up?")
-    stack = Stack()
+
+
+@pytest.fixture(scope="module")
+def stack(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    secrets = tmp_path_factory.mktemp("compose") / "secrets"
+    _provision(secrets)
+    stack = Stack(secrets)
     stack("down", timeout=300)  # what a killed earlier run left
     stack.remove_volumes()
     try:
@@ -113,6 +128,49 @@ def stack() -> Iterator[Stack]:
     finally:
         stack("down", timeout=300)
         stack.remove_volumes()
+
+
+def test_compose_refuses_to_start_without_provisioned_secrets(engine: None, tmp_path: Path) -> None:
+    """No secrets directory: up fails naming the missing env file, and nothing runs.
+
+    (Docker Compose fails while loading the file; podman-compose creates the containers
+    before the first one with an env_file, then fails before starting any.)
+    """
+    project = PROJECT + "-nosecrets"
+    env = {**os.environ, "FL_SECRETS": str(tmp_path / "nothing-here")}
+    compose = [*_podman_compose(), "-p", project]
+    try:
+        done = subprocess.run(
+            [*compose, "up", "-d"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        said = done.stdout + done.stderr
+        assert f"{tmp_path}/nothing-here/services/" in said, said[-2000:]
+        running = _run(["podman", "ps", "--filter", f"name={project}_", "-q"], 60)
+        assert not running.strip(), f"containers running without secrets: {running}"
+    finally:
+        subprocess.run([*compose, "down"], cwd=ROOT, env=env, capture_output=True, timeout=300)
+
+
+def _brokers_refuse_anonymous_clients(stack: Stack) -> None:
+    """The published ports, as anyone on this host reaches them, without a login."""
+    import asyncio
+
+    import paho.mqtt.client as mqtt
+
+    from flbus.kafka_auth import refusal
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anonymous")
+    codes: list[Any] = []
+    client.on_connect = lambda c, u, f, rc, p=None: codes.append(rc)
+    client.connect("127.0.0.1", int(stack.env["FL_MQTT_HOST_PORT"]))
+    deadline = time.monotonic() + 10
+    while not codes and time.monotonic() < deadline:
+        client.loop(0.2)
+    client.disconnect()
+    assert codes and codes[0].is_failure, f"anonymous MQTT client got {codes}"
+    why = asyncio.run(refusal(f"127.0.0.1:{stack.env['FL_KAFKA_HOST_PORT']}", None))
+    assert why is not None and "authentication" in why, why
 
 
 def _closed_rounds(coordinator_log: str) -> list[dict[str, Any]]:
@@ -167,6 +225,7 @@ def test_compose_up_trains_rounds_with_every_hospital(
     # Both selector replicas ran and logged JSON (podman-compose honours deploy.replicas).
     for n in (1, 2):
         assert _json_lines(stack.logs("selector", n)), f"selector replica {n} logged no JSON"
+    _brokers_refuse_anonymous_clients(stack)
 
     t0 = time.monotonic()
     stack("down", timeout=300)

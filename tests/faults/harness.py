@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from flbus.kafka import KafkaBus
+from flbus.kafka_auth import KafkaCredentials
 from flctl.brokers import LocalBrokers
 from flctl.brokers.supervise import Broker
 from schemas import AuditEvent, Chunk, ModelVersion, PartialAggregate, RoundPlan, decode, topics
@@ -144,12 +145,14 @@ class Entry:
     msg: Any
 
 
-async def read_topics(bootstrap: str, names: Iterable[str]) -> list[Entry]:
+async def read_topics(
+    bootstrap: str, names: Iterable[str], credentials: KafkaCredentials | None = None
+) -> list[Entry]:
     """Every decodable message on ``names`` from the start, chunked ones reassembled."""
     chunked = {*map(topics.partials_topic, HOSPITALS), topics.KAFKA_MODEL_VERSIONS}
     receiver = ChunkedReceiver(timeout_ms=2**62)
     out: list[Entry] = []
-    async with KafkaBus(bootstrap, client_id="faults-reader") as bus:
+    async with KafkaBus(bootstrap, client_id="faults-reader", credentials=credentials) as bus:
         sub = await bus.subscribe(list(names), start="earliest")
         try:
             ends = dict(await sub.end_offsets())
@@ -239,6 +242,7 @@ class Federation:
         self.root, self.brokers = root, brokers
         self.mqtt_url, self.kafka = mqtt_url, kafka
         self.roles: dict[str, Role] = {}
+        self.kafka_credentials: KafkaCredentials | None = None  # who reads the plane
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("FL_")},
             **BASE_SETTINGS,
@@ -284,7 +288,8 @@ class Federation:
 
     async def plane(self, *extra: str) -> Plane:
         """The service plane as it stands."""
-        return Plane(await read_topics(self.kafka, (*SERVICE_TOPICS, *extra)))
+        names = (*SERVICE_TOPICS, *extra)
+        return Plane(await read_topics(self.kafka, names, self.kafka_credentials))
 
     async def wait_versions(self, count: int, timeout: float, after_ms: int = 0) -> Plane:
         """Wait until ``count`` versions were announced after ``after_ms``; the plane then."""

@@ -1,6 +1,6 @@
 """The secured Kafka (``flctl brokers up --secure``): SASL/SCRAM users and per-role ACLs.
 
-One real broker for the module, provisioned by ``write_kafka`` for h0 and h1,
+One real broker for the module, provisioned by ``flctl provision`` for h0 and h1,
 its ACLs from ``flctl.kafka_acls``. Each role may use exactly its grants; a
 refused login or operation is an AccessDeniedError, and a role exits 1 with
 one line.
@@ -24,7 +24,7 @@ from flbus.kafka_auth import KafkaCredentials
 from flctl.brokers import BrokerError, LocalBrokers, free_port
 from flctl.brokers.kafka_secure import read_users
 from flctl.kafka_acls import acls
-from flctl.provision_kafka import write_kafka
+from flctl.provision import provision
 from schemas import ModelVersion, topics
 from services.aggregator.app import build
 from tests.support.aggregator import World, eventually
@@ -59,7 +59,10 @@ class Secured:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     root = tmp_path_factory.mktemp("secure-kafka")
-    env = write_kafka(root / "provision", HOSPITALS)
+    env = {
+        p.stem: dict(x.split("=", 1) for x in p.read_text().splitlines())
+        for p in provision(root / "provision", HOSPITALS, 1).env_files
+    }
     local = LocalBrokers(
         kafka_port=free_port(),
         kafka_controller_port=free_port(),

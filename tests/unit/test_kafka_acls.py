@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from flctl.brokers.kafka_secure import read_users
 from flctl.kafka_acls import acls, markdown
-from flctl.provision_kafka import write_kafka
+from flctl.provision import provision
 from flproc.errors import SettingError
 from schemas import topics
 from services.common.settings import kafka_credentials
@@ -41,19 +42,22 @@ def test_each_aggregator_alone_writes_its_partials_and_reads_its_updates() -> No
     assert not {n for n in h0 if n.endswith(".h1")}
 
 
-def test_provision_writes_private_users_and_keeps_passwords(tmp_path: Path) -> None:
-    env = write_kafka(tmp_path, ["h0"])
-    users = tmp_path / "kafka" / "users.json"
-    again = write_kafka(tmp_path, ["h0", "h1"])
+def test_provision_gives_each_role_instance_its_own_kafka_user(tmp_path: Path) -> None:
+    out = provision(tmp_path / "secrets", ("h0", "h1"), 1).out
+    users = out / "kafka" / "users.json"
+    env = {
+        p.stem: dict(x.split("=", 1) for x in p.read_text().splitlines())
+        for p in (out / "services").iterdir()
+    }
 
     assert stat.S_IMODE(users.stat().st_mode) == 0o600
     assert stat.S_IMODE(users.parent.stat().st_mode) == 0o700
-    assert sorted(env) == ["aggregator-h0", "coordinator", "selector"]
-    assert env["aggregator-h0"]["FL_KAFKA_USERNAME"] == "aggregator-h0"
-    assert again["coordinator"] == env["coordinator"]  # deployed roles keep working
-    assert sorted(again) == ["aggregator-h0", "aggregator-h1", "coordinator", "selector"]
-    assert len({e["FL_KAFKA_PASSWORD"] for e in again.values()}) == 4
-    assert "admin" in users.read_text() and "admin" not in again
+    named = {i: e["FL_KAFKA_USERNAME"] for i, e in env.items() if "FL_KAFKA_USERNAME" in e}
+    assert named == {i: i for i in ("coordinator", "selector", "aggregator-h0", "aggregator-h1")}
+    hospitals, passwords = read_users(out / "kafka")
+    assert hospitals == ("h0", "h1")
+    assert {i: env[i]["FL_KAFKA_PASSWORD"] for i in named} == {u: passwords[u] for u in named}
+    assert len(set(passwords.values())) == 5 and "admin" in passwords  # admin: no role's env
 
 
 def test_kafka_credentials_need_user_and_password_together() -> None:

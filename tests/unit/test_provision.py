@@ -41,12 +41,15 @@ def test_provision_keeps_secrets_private(tmp_path: Path) -> None:
     out = _written(tmp_path, tls=True)
     files = [p for p in out.rglob("*") if p.is_file()]
     dirs = [out, *(p for p in out.rglob("*") if p.is_dir())]
-    assert {d.name for d in dirs} == {"secrets", "mosquitto", "services", "devices", "tls"}
+    assert {d.name for d in dirs} == {
+        *("secrets", "mosquitto", "services", "devices", "tls", "kafka", "signing")
+    }
     assert all(_mode(d) == 0o700 for d in dirs)
-    public = {"ca.pem", "server.pem"}
+    public = {"ca.pem", "server.pem", "coordinator.pub"}
     assert {p.name: _mode(p) for p in files if p.name in public} == dict.fromkeys(public, 0o644)
     assert all(_mode(p) == 0o600 for p in files if p.name not in public)
-    assert {p.name for p in (out / "tls").iterdir()} == {"ca.pem", "ca.key", *public, "server.key"}
+    tls = {"ca.pem", "ca.key", "server.pem", "server.key"}
+    assert {p.name for p in (out / "tls").iterdir()} == tls
 
 
 def test_provision_refuses_an_existing_directory_without_force(tmp_path: Path) -> None:
@@ -116,7 +119,7 @@ def test_password_file_holds_mosquitto_hashes_of_the_handed_out_passwords(
 
 def test_env_files_give_each_instance_its_identity(tmp_path: Path) -> None:
     out = _written(tmp_path, mqtt_url="mqtt://broker.h:1883")
-    env = {p.stem: p.read_text().splitlines()[1:] for p in (out / "services").iterdir()}
+    env = {p.stem: p.read_text().splitlines() for p in (out / "services").iterdir()}
     assert sorted(env) == sorted(
         ["coordinator", "selector", "aggregator-h0", "aggregator-h1", "devices-h0", "devices-h1"]
     )
@@ -128,6 +131,12 @@ def test_env_files_give_each_instance_its_identity(tmp_path: Path) -> None:
     assert "FL_MQTT_URL=mqtt://broker.h:1883" in env["devices-h1"]
     assert "FL_HOSPITAL=h0" in env["aggregator-h0"]
     assert all("FL_HOSPITALS=h0,h1" in lines for lines in env.values())
+    # Nothing but FL_NAME=value lines: `env $(cat services/x.env)` and compose both read them.
+    assert all(x.startswith("FL_") and " " not in x for lines in env.values() for x in lines)
+    tokens = {i: [x for x in lines if x.startswith("FL_TOKEN_SECRET=")] for i, lines in env.items()}
+    shared = {*tokens["selector"], *tokens["aggregator-h0"], *tokens["aggregator-h1"]}
+    assert len(shared) == 1  # the selector signs admission tokens the aggregators check
+    assert tokens["coordinator"] == tokens["devices-h0"] == []
 
 
 def test_a_failing_writer_leaves_no_half_written_directory(tmp_path: Path) -> None:
@@ -136,6 +145,12 @@ def test_a_failing_writer_leaves_no_half_written_directory(tmp_path: Path) -> No
 
     with pytest.raises(ProvisionError, match="FL_MQTT_URL is set twice"):
         provision(tmp_path / "secrets", ("h0",), 1, writers=[*WRITERS, clashing])
+    assert not (tmp_path / "secrets").exists()
+
+
+def test_provision_refuses_a_root_an_env_file_cannot_carry(tmp_path: Path) -> None:
+    with pytest.raises(ProvisionError, match="FL_DEVICE_CREDENTIALS would need quoting"):
+        provision(tmp_path / "secrets", ("h0",), 1, root=Path("/my secrets"))
     assert not (tmp_path / "secrets").exists()
 
 
@@ -152,7 +167,13 @@ def test_cli_summary_names_files_never_passwords(
     args = ["provision", "--out", str(out), "--hospitals", "h0,h1", "--devices-per-hospital", "3"]
     assert main(args) == 0
     printed = capsys.readouterr()
-    assert "devices/h0.csv" in printed.out and "flctl brokers up --secure" in printed.out
+    assert "flctl brokers up --secure" in printed.out
+    for h in ("h0", "h1"):  # what each hospital is handed: its aggregator, devices, the key
+        (line,) = [x for x in printed.out.splitlines() if x.strip().startswith(f"hospital {h}:")]
+        for handout in (f"services/aggregator-{h}.env", f"devices/{h}.csv", "coordinator.pub"):
+            assert handout in line, line
+    (device,) = [x for x in printed.out.splitlines() if x.strip().startswith("each device:")]
+    assert "own row" in device and "signing/coordinator.pub" in device
     with open(out / "devices" / "h1.csv", newline="") as f:
         passwords = [row["password"] for row in csv.DictReader(f)]
     assert len(passwords) == 3
