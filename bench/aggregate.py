@@ -145,6 +145,53 @@ def best_seconds(
     return best
 
 
+def measure(
+    updates: int, floats: int, repeat: int, batch: int = FOLD_BATCH
+) -> tuple[float, list[tuple[str, tuple[float, float]]]]:
+    """Gigabytes per pass and each path's best (wall, CPU) seconds; the reference first,
+    the aggregator's path second."""
+    reuse_heap_buffers()  # as the services run
+    payloads = _payloads(updates, floats)
+    decoded = [decode(p, ModelUpdate) for p in payloads]
+    arrays = [u.tensors.flat for u in decoded]
+    weights = [u.num_examples for u in decoded]
+    expected = np.average(np.stack(arrays[:4]), axis=0, weights=weights[:4])
+    check = aggregator_path(payloads[:4], floats, batch)
+    assert np.allclose(check, expected, atol=1e-7), "the aggregator's mean is wrong"
+    paths: dict[str, Callable[[], object]] = {
+        "numpy float32 acc += x (reference)": lambda: numpy_inplace_add(arrays),
+        f"aggregator: decode+validate+fold x{batch}": lambda: aggregator_path(
+            payloads, floats, batch
+        ),
+        "aggregator, one at a time (before)": lambda: aggregator_path(payloads, floats, 1),
+        "numpy floor: dot + w*x + add, float32": lambda: numpy_floor(arrays, weights),
+    }
+    flower = _flower()
+    if flower is not None:
+        paths["flwr aggregate"] = lambda: flower(arrays, weights)
+    return updates * floats * 4 / 1e9, list(best_seconds(paths, repeat).items())
+
+
+def suite_rows(quick: bool) -> list[dict[str, str]]:
+    """The aggregator's path beside numpy's in-place add (and Flower's), for ``python -m bench``."""
+    gigabytes, rows = measure(30 if quick else 100, 1_000_000, 2 if quick else 3)
+    ref_wall = rows[0][1][0]
+    ref = f"numpy float32 acc += x {gigabytes / ref_wall:.2f} GB/s"
+    out = []
+    for name, (wall, _) in rows[1:]:
+        share = ref_wall / wall
+        note = (
+            f"target >= {TARGET:.0%}: {'PASS' if share >= TARGET else 'FAIL'}"
+            if (name.startswith("aggregator: "))
+            else ""
+        )
+        out.append({
+            "row": f"aggregate: {name}", "figure": f"{gigabytes / wall:.2f} GB/s ({share:.0%})",
+            "reference": ref, "note": note,
+        })  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the table; exit status 1 when the 50% target is missed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -153,27 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--batch", type=int, default=FOLD_BATCH, help="updates folded at a time")
     args = parser.parse_args(argv)
-    reuse_heap_buffers()  # as the services run
-    payloads = _payloads(args.updates, args.floats)
-    decoded = [decode(p, ModelUpdate) for p in payloads]
-    arrays = [u.tensors.flat for u in decoded]
-    weights = [u.num_examples for u in decoded]
-    gigabytes = args.updates * args.floats * 4 / 1e9
-    expected = np.average(np.stack(arrays[:4]), axis=0, weights=weights[:4])
-    check = aggregator_path(payloads[:4], args.floats, args.batch)
-    assert np.allclose(check, expected, atol=1e-7), "the aggregator's mean is wrong"
-    paths: dict[str, Callable[[], object]] = {
-        "numpy float32 acc += x (reference)": lambda: numpy_inplace_add(arrays),
-        f"aggregator: decode+validate+fold x{args.batch}": lambda: aggregator_path(
-            payloads, args.floats, args.batch
-        ),
-        "aggregator, one at a time (before)": lambda: aggregator_path(payloads, args.floats, 1),
-        "numpy floor: dot + w*x + add, float32": lambda: numpy_floor(arrays, weights),
-    }
-    flower = _flower()
-    if flower is not None:
-        paths["flwr aggregate"] = lambda: flower(arrays, weights)
-    rows = list(best_seconds(paths, args.repeat).items())
+    gigabytes, rows = measure(args.updates, args.floats, args.repeat, args.batch)
     ref_wall, ref_cpu = rows[0][1]
     print(f"{args.updates} updates x {args.floats} float32; best of {args.repeat}")
     print(f"{'path':<40} {'GB/s':>7} {'of numpy':>9} {'cpu GB/s':>9} {'of numpy':>9}")
@@ -185,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = ref_wall / rows[1][1][0]
     verdict = "PASS" if ratio >= TARGET else "FAIL"
     print(f"target: aggregator >= {TARGET:.0%} of numpy in-place add: {ratio:.0%} {verdict}")
-    if flower is None:
+    if not any(name == "flwr aggregate" for name, _ in rows):
         print("flwr not installed: Flower's aggregate not measured")
     return 0 if ratio >= TARGET else 1
 
