@@ -86,6 +86,7 @@ class ShardPlan:
     setup: Callable[[], None] | None = None  # run first in the child (e.g. register models)
     # Per-device broker URLs (each device's own credentials); others use ``mqtt_url``.
     device_urls: Mapping[str, str] | None = field(default=None, repr=False)
+    log_format: str = "console"  # "json" when the parent role logs JSON lines
 
     def devices(self) -> list[str]:
         """Device ids of this shard, sorted."""
@@ -131,6 +132,7 @@ class ShardedPopulation:
         log_level: str = "warning",
         setup: Callable[[], None] | None = None,
         device_urls: Mapping[str, str] | None = None,
+        log_format: str = "console",
         **options: Any,
     ) -> ShardedPopulation:
         """Shard the partitions' devices; ``options`` go to ``Population.from_partition``.
@@ -146,7 +148,9 @@ class ShardedPopulation:
             opts = {"storage": "memory", **options, "place": {d: place[d] for d in mine}}
             root = Path(storage_root) / f"shard{k}"
             urls = {d: device_urls[d] for d in mine if d in device_urls} if device_urls else None
-            plans.append(ShardPlan(k, part, mqtt_url, root, opts, log_level, setup, urls))
+            plans.append(
+                ShardPlan(k, part, mqtt_url, root, opts, log_level, setup, urls, log_format)
+            )
         return cls(plans)
 
     def __len__(self) -> int:
@@ -247,7 +251,7 @@ def _shard_main(plan: ShardPlan, halt: Any, outbox: Any) -> None:
     """A worker process: its devices, each on its own MQTT session, until ``halt``."""
     from flproc.logs import prepare_process
 
-    prepare_process("console", plan.log_level)
+    prepare_process(plan.log_format, plan.log_level)
     if plan.setup is not None:
         plan.setup()
     asyncio.run(_serve_shard(plan, halt, outbox))

@@ -183,10 +183,14 @@ def run_devices(args: argparse.Namespace) -> int:
             device: with_credentials(settings["mqtt_url"], c.username, c.password)
             for device, c in creds.items()
         }
+    # The shards log as the role does (its device events are the role's record).
+    log_format = resolve(args, LOGGING)["log_format"]
     population = ShardedPopulation.plan(
         partitions,
         settings["mqtt_url"],
         settings["storage_dir"],
+        log_format=log_format,
+        log_level="info",
         workers=settings["workers"],
         device_urls=urls,
         coordinator_key=settings["coordinator_key"],
