@@ -109,7 +109,14 @@ async def forged_versions_are_ignored(
         async with running(device):
             state = device.model_state(MODEL)
             assert state is not None
-            await until(lambda: state.version is not None and state.version.version == 3)
+            # The version can be adopted before its artifacts are installed: wait for both.
+            await until(
+                lambda: (
+                    state.version is not None
+                    and state.version.version == 3
+                    and state.artifact_dir_for(state.version) is not None
+                )
+            )
             served = device.predict(MODEL, x)
             unsigned_bundle = replace(bundle_of(art, digest="forged"), signature=b"")
             forgeries = {
