@@ -9,12 +9,14 @@ from tests.faults.harness import Federation
 
 
 async def test_coordinator_killed_mid_round_resumes_the_sequence(federation: Federation) -> None:
-    # Slower devices stretch a round over seconds, so the kill lands inside one.
-    federation.start(env={"devices": {"FL_MAX_SLOWDOWN": "60"}})
+    # Training a round takes a millisecond or two here (sessions are reused); up to
+    # 1500x slower stretches each round over a second or more, so the kill lands
+    # inside one. The slowdown is seeded per device, so every round has slow devices.
+    federation.start(env={"devices": {"FL_MAX_SLOWDOWN": "1500"}})
     await federation.wait_versions(2, timeout=120)  # the population is learnt by now
     coordinator = federation.roles["coordinator"]
     await federation.wait_open_round(3, timeout=60)
-    await asyncio.sleep(0.5)  # devices are admitted and training
+    await asyncio.sleep(0.3)  # devices are admitted and training
     killed_at = coordinator.kill()
     open_at_kill = federation.open_rounds()
     assert open_at_kill, f"the kill fell between two rounds\n{coordinator.tail()}"
