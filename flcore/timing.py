@@ -33,9 +33,10 @@ ASSUMED_CHECKINS_PER_S = 200.0
 ASSUMED_UPLOADS_PER_S = 100.0
 """Device updates the upload path takes per second (conservative for megabyte updates)."""
 ASSUMED_FANOUT_BYTES_PER_S = 12.5e6
-"""Distinct broadcast bytes devices receive per second, all devices together: each of two
-selector replicas forwards its own copy, so twice this crosses the broker (measured on two
-shared cores, Python devices: 300 devices took over 10 s for two copies of a 400 kB version)."""
+"""Distinct broadcast bytes devices receive per second, all devices together (measured on
+two shared cores, Python devices, when each of two selector replicas still forwarded its own
+copy: 300 devices took over 10 s for two copies of a 400 kB version). One replica forwards
+each broadcast now, so this is conservative by up to two-fold."""
 ASSUMED_UPLOAD_BYTES_PER_S = 25e6
 """Update bytes the upload path (MQTT, selector, Kafka) takes per second."""
 MARGIN = 1.5

@@ -21,6 +21,7 @@ from flbus.kafka_acl import Acl, Operation, Resource
 from schemas import topics
 from schemas.topics import check_id
 from services.coordinator.coordinator import GROUP as COORDINATOR_GROUP
+from services.selector.app import BROADCAST_GROUP
 
 ADMIN = "admin"
 COORDINATOR = "coordinator"
@@ -61,6 +62,7 @@ TABLE: tuple[Grant, ...] = (
            *_EVERYONE_WRITES),
     *_rows(SELECTOR, "read", "topic", topics.KAFKA_ROUND_PLANS, topics.KAFKA_MODEL_VERSIONS,
            topics.KAFKA_ARTIFACTS),
+    *_rows(SELECTOR, "read", "group", BROADCAST_GROUP),
 )  # fmt: skip
 """The ACL table. Everything not granted here is denied (the broker's default)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,21 +13,34 @@ import pytest
 
 from flbus.kafka import KafkaBus
 from flbus.mqtt import MqttBus
-from flbus.port import Record
+from flbus.port import Record, Subscription
 from flcore.tokens import verify_token
 from flproc.clock import wall_ms
-from schemas import CheckIn, ModelUpdate, RoundPlan, Task, Tensors, decode, encode
+from schemas import (
+    CheckIn,
+    Chunk,
+    ModelUpdate,
+    ModelVersion,
+    RoundPlan,
+    Task,
+    Tensors,
+    decode,
+    encode,
+)
 from schemas.chunking import encode_chunked
 from schemas.headers import upload_headers
 from schemas.topics import (
+    KAFKA_MODEL_VERSIONS,
     KAFKA_ROUND_PLANS,
     checkin_topic,
+    model_manifest_topic,
     plan_topic,
     task_topic,
     updates_topic,
     upload_topic,
 )
-from services.selector.app import Selector, build
+from services.common.streams import publish_log_chunked
+from services.selector.app import BROADCASTS, Selector, build
 from services.selector.config import SelectorConfig
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.kafka]
@@ -138,3 +152,63 @@ async def test_selector_forged_upload_not_bridged_over_real_brokers(
         updates = await kafka.subscribe([updates_topic(hospital)], start="earliest")
         assert await updates.get(timeout=2) is None
         await updates.close()
+
+
+async def test_two_replicas_put_one_copy_of_a_version_through_the_broker(
+    mqtt_url: str, kafka_bootstrap: str
+) -> None:
+    """Versions are read in one consumer group: one replica forwards, the other takes over."""
+    tag = uuid.uuid4().hex[:8]
+    model, hospital = f"m{tag}", f"h{tag}"
+
+    def version(v: int) -> ModelVersion:
+        tensors = Tensors.from_dict({"w": np.full(300_000, v, dtype=np.float32)})
+        return ModelVersion(model, v, v - 1, v - 1, wall_ms(), (), (), "art1", tensors)
+
+    async def copies(sub: Subscription, want: str, settle: float = 3.0) -> list[str]:
+        """Stream ids of the manifests received, until ``want`` came and then none for a while."""
+        got: list[str] = []
+        async with asyncio.timeout(60):
+            while (record := await sub.get(timeout=settle)) is not None or want not in got:
+                if record is not None and record.topic == model_manifest_topic(model):
+                    got.append(decode(record.value, Chunk).stream_id)
+        return got
+
+    async with KafkaBus(kafka_bootstrap) as kafka, MqttBus(mqtt_url) as phone:
+        stacks = [contextlib.AsyncExitStack() for _ in range(2)]
+        try:
+            replicas = [
+                await stack.enter_async_context(
+                    _selector(mqtt_url, kafka_bootstrap, f"sel{tag}", hospital)
+                )
+                for stack in stacks
+            ]
+            # The group settled: both replicas joined, each forwards one of the two
+            # single-partition topics (a rebalance hands a topic over and re-reads it).
+            async with asyncio.timeout(60):
+                while sorted(t for s in replicas for t in s.forwarding) != sorted(BROADCASTS) or (
+                    not all(s.forwarding for s in replicas)
+                ):
+                    await asyncio.sleep(0.1)
+            seen = await phone.subscribe([f"fl/v1/models/{model}/#"])
+            await publish_log_chunked(kafka, KAFKA_MODEL_VERSIONS, version(1),
+                                      stream_id=f"{tag}-v1", key=model.encode())  # fmt: skip
+            assert await copies(seen, f"{tag}-v1") == [f"{tag}-v1"]  # not one per replica
+            forwarding = next(
+                i for i, s in enumerate(replicas) if KAFKA_MODEL_VERSIONS in s.forwarding
+            )
+            other = replicas[1 - forwarding]
+            assert other.stats["model_chunk"] == 0
+
+            await stacks[forwarding].aclose()  # leaves the group: the other re-reads the topic
+            async with asyncio.timeout(60):
+                while other.forwarding != set(BROADCASTS):
+                    await asyncio.sleep(0.1)
+            await publish_log_chunked(kafka, KAFKA_MODEL_VERSIONS, version(2),
+                                      stream_id=f"{tag}-v2", key=model.encode())  # fmt: skip
+            got = await copies(seen, f"{tag}-v2")
+            assert got[-1] == f"{tag}-v2" and got.count(f"{tag}-v2") == 1, got
+            assert set(got) <= {f"{tag}-v1", f"{tag}-v2"}, got  # v1 again: the take-over
+        finally:
+            for stack in stacks:
+                await stack.aclose()

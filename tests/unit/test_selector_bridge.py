@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
 from flbus.memory import MemoryLog, MemoryPubSub
 from flbus.port import Record
-from schemas import ModelVersion, RoundPlan, Tensors, decode
+from schemas import Chunk, ModelVersion, RoundPlan, Tensors, decode
 from schemas.artifacts import ArtifactBundle
 from schemas.chunking import decode_chunked
 from schemas.topics import (
@@ -17,7 +19,8 @@ from schemas.topics import (
     plan_topic,
 )
 from services.common.streams import publish_log_chunked
-from tests.unit.test_selector_checkin import NOW, plan, running, until
+from services.selector.app import build
+from tests.unit.test_selector_checkin import CONFIG, NOW, Clock, plan, running, until
 
 pytestmark = pytest.mark.unit
 
@@ -84,8 +87,6 @@ async def test_selector_model_version_republished_retained_and_only_newer() -> N
 
 def decode_chunked_total(found: dict[str, Record]) -> int:
     """How many chunks the retained manifest says the version has."""
-    from schemas import Chunk
-
     return decode(found[model_manifest_topic("digits")].value, Chunk).total
 
 
@@ -119,3 +120,54 @@ async def test_selector_artifact_bundle_republished_retained() -> None:
         assert set(found) == {f"fl/v1/models/digits/artifacts/0/bundle/{i}" for i in range(total)}
         got = decode_chunked([r.value for r in found.values()], ArtifactBundle)
         assert got.files() == bundle.files()
+
+
+async def test_replicas_forward_each_version_once_and_hand_over_when_one_stops() -> None:
+    """Two replicas put one copy of a version through the broker, not two; when the
+    forwarding replica stops, the other re-reads the topic and forwards what follows."""
+    clock = Clock()
+    pubsub, log = MemoryPubSub(), MemoryLog(clock=clock)
+    await pubsub.start()
+    await log.start()
+    seen = await pubsub.subscribe(["fl/v1/models/digits/#"])  # a device's view: every copy
+    stops = [asyncio.Event(), asyncio.Event()]
+    replicas = [build(CONFIG, pubsub, log, clock) for _ in stops]
+    tasks = [asyncio.create_task(s.run(stop)) for s, stop in zip(replicas, stops, strict=True)]
+
+    async def publish(v: int) -> None:
+        await publish_log_chunked(
+            log, KAFKA_MODEL_VERSIONS, version(v), stream_id=f"v{v}", key=b"digits",
+            max_chunk_bytes=SMALL,
+        )  # fmt: skip
+
+    async def manifests() -> list[str]:
+        """Stream ids of the version manifests devices received since the last call."""
+        got = []
+        while (record := await seen.get(timeout=0.2)) is not None:
+            if record.topic == model_manifest_topic("digits"):
+                got.append(decode(record.value, Chunk).stream_id)
+        return got
+
+    try:
+        await until(lambda: all(s.ready.is_set() for s in replicas))
+        await publish(1)
+        assert await manifests() == ["v1"]  # one copy, whichever replica holds the topic
+        forwarder = next(i for i, s in enumerate(replicas) if s.stats["model_chunk"])
+        other = 1 - forwarder
+        assert replicas[other].stats["model_chunk"] == 0
+        stops[forwarder].set()
+        await tasks[forwarder]
+        await until(lambda: replicas[other].stats["model_chunk"] > 0)  # took over: re-read v1
+        assert await manifests() == ["v1"]
+        await publish(2)
+        assert await manifests() == ["v2"]
+        found = await retained(pubsub, "fl/v1/models/digits/#")
+        assert current_version(found).version == 2
+    finally:
+        for stop in stops:
+            stop.set()
+        async with asyncio.timeout(5):
+            await asyncio.gather(*tasks)
+        await seen.close()
+        await pubsub.stop()
+        await log.stop()
