@@ -115,8 +115,8 @@ def round_rows(models: list[str], devices: list[int], refs: dict[str, float],
                 f"{name}: round s", "-" if steady is None else f"{steady:.2f}",
                 f"raw MQTT for its bytes {mqtt_b / 1e6 / raw:.2f}" if raw else "",
                 f"{r.outcome()}; {r.reported():.0f} updates/round; ready {r.ready_s:.1f} s; "
-                "no round done" if r.first_round_s is None
-                else f"first round done at {r.first_round_s:.1f} s",
+                + ("no round done" if r.first_round_s is None
+                   else f"first round done at {r.first_round_s:.1f} s"),
             ))  # fmt: skip
             if steady:
                 rows.append(Row(
