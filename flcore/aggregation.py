@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from flcore.errors import EmptyAggregate, InvalidParameter, SizeMismatch
+from flcore.kernels import compiled, takes
 
 # Deltas the aggregator folds at a time: at 8 the float64 accumulator's traffic
 # is a quarter of the float32 updates' (python -m bench.aggregate measures it).
@@ -38,7 +39,9 @@ class StreamingWeightedSum:
     cache-sized block, converting the pending blocks to float64 and adding their
     weighted sum with one matrix-vector product, so the float64 accumulator
     (twice the size of a float32 update) is read and written once per ``batch``
-    updates instead of once per update. The caller must not modify a delta after
+    updates instead of once per update. Float32 deltas (the wire's format) are
+    folded by one compiled loop when numba is installed (:mod:`flcore.kernels`),
+    the same arithmetic without the float64 copies. The caller must not modify a delta after
     ``add`` until the sum is read (``mean``, ``weighted_sum``, ``merge``) or
     ``flush`` ed; decoded messages are never modified, which is why the aggregator
     batches. Pending deltas are at most ``batch - 1`` live references.
@@ -112,6 +115,14 @@ class StreamingWeightedSum:
         pending, self._pending = self._pending, []
         n = len(pending)
         weights = np.array([w for _, w in pending], dtype=np.float64)
+        kernels = compiled()
+        if kernels is not None and all(takes(d) for d, _ in pending):
+            if n == self._batch:  # one compiled pass over the accumulator
+                kernels.fold(self._acc, weights, tuple(d for d, _ in pending))
+            else:  # a partial batch, when the sum is read: one at a time, one compiled length
+                for k, (delta, _) in enumerate(pending):
+                    kernels.fold(self._acc, weights[k : k + 1], (delta,))
+            return
         width = self._rows.shape[1]
         for start in range(0, self._acc.shape[0], width):
             stop = min(start + width, self._acc.shape[0])

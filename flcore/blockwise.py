@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from flcore.kernels import compiled, takes
+
 BLOCK = 1 << 16  # 64 Ki elements: 256 KiB of float32, inside L2 on current CPUs
 
 
@@ -19,7 +21,12 @@ def squared_norm(x: np.ndarray) -> float:
     A NaN or infinite element makes the result non-finite, so a finite result
     proves every element finite. A non-finite result may also be an overflow of
     float32 squares (elements beyond ~1e19): :func:`exact_squared_norm` tells.
+    Float32 vectors go to the compiled loop when numba is installed
+    (:mod:`flcore.kernels`: float64 sums, so no such overflow).
     """
+    kernels = compiled()
+    if kernels is not None and takes(x):
+        return float(kernels.squared_norm(x))
     total = 0.0
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is an answer here, not noise
         for start in range(0, x.shape[0], BLOCK):

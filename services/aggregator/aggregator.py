@@ -23,6 +23,8 @@ import structlog
 
 from flbus.errors import BusError
 from flbus.port import LogBus, LogSubscription, Record, TopicPartition
+from flcore.aggregation import FOLD_BATCH
+from flcore.kernels import warm
 from flproc.health import ConsumerLag
 from schemas import ModelUpdate, ModelVersion, RoundPlan, decode
 from schemas.chunking import ChunkedReceiver
@@ -98,6 +100,8 @@ class Aggregator:
     async def run(self, stop: asyncio.Event) -> None:
         """Learn published rounds and plans, replay the backlog, then fold and tick until stop."""
         idle, tick_s = self.config.catch_up_idle_ms, self.config.tick_ms / 1000
+        # Compile the fold now, off the loop, not inside the first update's handling.
+        await asyncio.to_thread(warm, FOLD_BATCH)
         async with await self._bus.subscribe([partials_topic(self.config.hospital)]) as partials:
             await catch_up(partials, self._on_partial, idle)
         topic, group = updates_topic(self.config.hospital), self.config.consumer_group
