@@ -88,15 +88,44 @@ def stack_rows(quick: bool, refs: dict[str, float], population: bool) -> list[Ro
     return rows
 
 
+# The simulator's peak resident memory, measured by the rounds rows (docs/scaling.md):
+# ~230 MB per device process of up to 250 devices, then per device ~0.25 MB plus ~23 bytes
+# per model parameter (the version, the update and its chunks in flight at once).
+PROCESS_BYTES, DEVICE_BYTES, PARAM_BYTES = 230e6, 0.25e6, 23.0
+
+
+def simulator_bytes(params: int, devices: int) -> float:
+    """Peak resident memory ``devices`` simulated devices of a ``params`` model need."""
+    processes = -(-devices // 250)
+    return processes * PROCESS_BYTES + devices * (DEVICE_BYTES + PARAM_BYTES * params)
+
+
+def available_bytes() -> float | None:
+    """Memory the kernel says is available now (Linux), keeping a fifth for the rest."""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return kb * 1024 * 0.8
+
+
 def round_rows(models: list[str], devices: list[int], refs: dict[str, float],
                synthetic: bool = True) -> list[Row]:  # fmt: skip
     """End-to-end rounds per (model, devices): wall time, MB/s, peak RSS."""
-    from bench.rounds import run_rounds
+    from bench.rounds import params_of, run_rounds
 
     rows: list[Row] = []
     kind = "synthetic" if synthetic else "training"
     for model in models:
         for n in devices:
+            need, free = simulator_bytes(params_of(model), n), available_bytes()
+            if free is not None and need > free:
+                rows.append(Row(f"{kind} {model} x{n}: round s", "skipped",
+                                note=f"the simulated devices need ~{need / 1e9:.1f} GB at peak, "
+                                f"{free / 1e9:.1f} GB available (docs/scaling.md)"))  # fmt: skip
+                say(f"{kind} rounds: {model}, {n} devices skipped: ~{need / 1e9:.1f} GB needed")
+                continue
             say(f"{kind} rounds: {model}, {n} devices over real brokers")
             try:
                 r = run_rounds(model, n, synthetic=synthetic)
