@@ -1,6 +1,7 @@
 """Selector throughput: check-ins answered per second by one selector process.
 
     python -m bench.selector [--checkins 10000] [--repeat 2] [--mqtt URL] [--profile]
+                             [--network-thread]
 
 Over a real Mosquitto (a local one started through ``flctl.brokers`` on a free
 port unless ``--mqtt``/``FL_MQTT_URL`` names one). Three processes: the
@@ -17,7 +18,9 @@ threads), the figure other load on a shared machine disturbs least.
 The reference, measured in the same run by the same flooder and counter, is
 raw Mosquitto publish/subscribe: the same payloads on the same topic shapes,
 from the flooder's paho client straight to the counter's. ``--profile`` runs
-the selector under cProfile and prints its top functions.
+the selector under cProfile and prints its top functions. ``--network-thread``
+also measures the selector on paho's own network thread (``MqttBus(...,
+network_thread=True)``) beside the default asyncio-driven client.
 """
 
 from __future__ import annotations
@@ -68,18 +71,18 @@ def _paho(url: str) -> Any:
 # -- the three processes -------------------------------------------------------
 
 
-def serve(url: str, ready: MpEvent, stop: MpEvent, out: Q, profile: bool) -> None:
+def serve(url: str, ready: MpEvent, stop: MpEvent, out: Q, profile: bool, thread: bool) -> None:
     """The selector process: answer check-ins until ``stop``; put its counters on ``out``."""
     _quiet()
     if not profile:
-        out.put(asyncio.run(_serve(url, ready, stop)))
+        out.put(asyncio.run(_serve(url, ready, stop, thread)))
         return
     import cProfile
     import io
     import pstats
 
     prof = cProfile.Profile()
-    stats = prof.runcall(asyncio.run, _serve(url, ready, stop))
+    stats = prof.runcall(asyncio.run, _serve(url, ready, stop, thread))
     text = io.StringIO()
     pstats.Stats(prof, stream=text).sort_stats(
         os.environ.get("BENCH_PROFILE_SORT", "tottime")
@@ -87,7 +90,7 @@ def serve(url: str, ready: MpEvent, stop: MpEvent, out: Q, profile: bool) -> Non
     out.put({**stats, "profile": text.getvalue()})
 
 
-async def _serve(url: str, ready: MpEvent, stop: MpEvent) -> dict[str, int]:
+async def _serve(url: str, ready: MpEvent, stop: MpEvent, thread: bool) -> dict[str, int]:
     from flbus.memory import MemoryLog
     from flbus.mqtt import MqttBus
     from flproc.clock import wall_ms
@@ -104,7 +107,7 @@ async def _serve(url: str, ready: MpEvent, stop: MpEvent) -> dict[str, int]:
         over_selection=1.3, min_fraction=0.5, opened_at_ms=now, deadline_ms=now + 3_600_000,
         reason="",
     )  # fmt: skip
-    pubsub, log = MqttBus(url, max_inflight=1000), MemoryLog()
+    pubsub, log = MqttBus(url, max_inflight=1000, network_thread=thread), MemoryLog()
     await pubsub.start()
     await log.start()
     await log.publish(KAFKA_ROUND_PLANS, encode(plan), key=MODEL.encode())
@@ -187,7 +190,9 @@ def flood(url: str, root: str, n: int, go: MpEvent, out: Q, window: int) -> None
 # -- driver --------------------------------------------------------------------
 
 
-def run_case(url: str, n: int, selector: bool, profile: bool) -> dict[str, Any]:
+def run_case(
+    url: str, n: int, selector: bool, profile: bool, thread: bool = False
+) -> dict[str, Any]:
     """One measured case: through a selector, or raw from flooder to counter."""
     ctx = mp.get_context("spawn")
     q_count, q_flood, q_sel = ctx.Queue(), ctx.Queue(), ctx.Queue()
@@ -195,7 +200,7 @@ def run_case(url: str, n: int, selector: bool, profile: bool) -> dict[str, Any]:
     procs = []
     if selector:
         root, answers = "fl/v1/", "fl/v1/+/+/task"
-        sel = ctx.Process(target=serve, args=(url, sel_ready, sel_stop, q_sel, profile))
+        sel = ctx.Process(target=serve, args=(url, sel_ready, sel_stop, q_sel, profile, thread))
         procs.append(sel)
         sel.start()
         if not sel_ready.wait(60):
@@ -236,6 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkins", type=int, default=10_000, help="check-ins per case")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="cProfile the selector process")
+    ap.add_argument(
+        "--network-thread", action="store_true", help="also measure paho's threaded client"
+    )
     args = ap.parse_args(argv)
     with ExitStack() as stack:
         if args.mqtt:
@@ -255,7 +263,11 @@ def main(argv: list[str] | None = None) -> None:
             for label, url, n in brokers:
                 raw = run_case(url, n, selector=False, profile=False)
                 sel = run_case(url, n, selector=True, profile=args.profile and rep == 0)
-                for name, r in (("raw pub/sub", raw), ("selector answers", sel)):
+                cases = [("raw pub/sub", raw), ("selector answers", sel)]
+                if args.network_thread:
+                    threaded = run_case(url, n, selector=True, profile=False, thread=True)
+                    cases.append(("sel., paho thread", threaded))
+                for name, r in cases:
                     share = f"{r['rate'] / raw['rate'] * 100:7.0f}%"
                     print(
                         f"{label:<14}{name:<18}{r['got']:>9}{r['rate']:>9,.0f}"

@@ -5,8 +5,9 @@ for their PUBACK, subscribes waiting for their SUBACK. Its helpers each do one
 job: :mod:`flbus.mqtt_url` reads the broker URL (TLS, credentials),
 :mod:`flbus.mqtt_routing` decides which local subscription gets a delivered
 message (subscription identifiers, shared groups, retained replays, messages of
-a resumed session), and :mod:`flbus.mqtt_paho` is the paho client on its
-network thread and the one place where paho's errors become flbus errors.
+a resumed session), :mod:`flbus.mqtt_paho` is the paho client and the one
+place where paho's errors become flbus errors, and :mod:`flbus.mqtt_aio`
+runs that client's I/O on the asyncio loop (no network thread).
 Every future, queue and routing table is touched on the loop thread only.
 
 Sessions: ``clean_start`` is always False with a session expiry. With an
@@ -69,6 +70,7 @@ class MqttBus(PubSubBus):
         reconnect_delay: tuple[float, float] = (0.1, 30.0),
         max_inflight: int = 100,
         max_orphans: int = 10_000,
+        network_thread: bool = False,
     ) -> None:
         """Configure the bus; nothing connects before ``start()``.
 
@@ -97,6 +99,9 @@ class MqttBus(PubSubBus):
             Unacknowledged QoS 1 publishes on the wire; more wait in paho's queue.
         max_orphans:
             Messages of a resumed session kept until a matching subscribe.
+        network_thread:
+            Run paho's own network thread instead of driving the client from
+            the asyncio loop (the default: no thread, no hand-over per message).
         """
         self._url = MqttUrl.parse(url)
         self._ephemeral = client_id is None
@@ -107,6 +112,7 @@ class MqttBus(PubSubBus):
         self._publish_timeout = publish_timeout
         self._reconnect_delay = reconnect_delay
         self._max_inflight = max_inflight
+        self._network_thread = network_thread
         self._max_packet = _MAX_PACKET  # until CONNACK says otherwise
         self._router = Router(max_orphans)
 
@@ -148,6 +154,7 @@ class MqttBus(PubSubBus):
             keepalive=self._keepalive,
             reconnect_delay=self._reconnect_delay,
             max_inflight=self._max_inflight,
+            network_thread=self._network_thread,
         )
         link.connect()
         self._link = link

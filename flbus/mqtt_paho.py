@@ -1,18 +1,21 @@
-"""The paho-mqtt side of :class:`~flbus.mqtt.MqttBus`: one client, its thread, its errors.
+"""The paho-mqtt side of :class:`~flbus.mqtt.MqttBus`: one client, its I/O, its errors.
 
-Threads: paho's network thread (``loop_start``) does all socket I/O, keepalive
-and reconnects with backoff. Its callbacks only append to one inbox; the first
-append after a drain schedules one ``call_soon_threadsafe``, so a burst of acks
-and messages costs one wake-up of the asyncio loop, not one each. The inbox is
-drained on the loop thread, where :class:`LinkEvents` are called, already in
-flbus terms: reason codes become :class:`~flbus.errors.BusError` here and
-nowhere else.
+I/O: by default the asyncio loop drives the client (:mod:`flbus.mqtt_aio`):
+socket I/O, keepalive and reconnects with backoff run on the loop's thread and
+paho's callbacks call :class:`LinkEvents` directly. With ``network_thread``
+paho's own thread (``loop_start``) does the I/O instead; its callbacks only
+append to one inbox, and the first append after a drain schedules one
+``call_soon_threadsafe``, so a burst of acks and messages costs one wake-up of
+the asyncio loop, not one each. Either way :class:`LinkEvents` are called on
+the loop thread, already in flbus terms: reason codes become
+:class:`~flbus.errors.BusError` here and nowhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from flbus.errors import BrokerUnavailableError, BusError, PublishError, TopicError
+from flbus.mqtt_aio import LoopDriver
 from flbus.mqtt_url import MqttUrl
 from flbus.port import Headers, Record
 
@@ -98,7 +102,7 @@ class LinkEvents:
 
 
 class PahoLink:
-    """One paho client on its network thread, reporting to the event loop."""
+    """One paho client, driven by the event loop (or its own thread), reporting to the loop."""
 
     def __init__(
         self,
@@ -111,12 +115,14 @@ class PahoLink:
         keepalive: int,
         reconnect_delay: tuple[float, float],
         max_inflight: int,
+        network_thread: bool = False,
     ) -> None:
         """Configure the client; nothing connects before :meth:`connect`."""
         self._url, self._events, self._loop = url, events, loop
         self._session_expiry, self._keepalive = session_expiry, keepalive
         self._inbox: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._drain_scheduled = False
+        self._loop_thread = threading.get_ident()
         self._subscribing: dict[int, Sequence[str]] = {}  # SUBSCRIBE mid -> its filters
         client = Client(
             CallbackAPIVersion.VERSION2,
@@ -133,8 +139,14 @@ class PahoLink:
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.on_socket_open = _no_delay
         self._client = client
+        self._driver: LoopDriver | None = None
+        if network_thread:
+            client.on_socket_open = _no_delay
+        else:
+            self._driver = LoopDriver(
+                client, loop, reconnect_delay, lambda s: _no_delay(client, None, s)
+            )
 
     def connect(self) -> None:
         """Start connecting (and reconnecting) on paho's thread; the outcome is an event."""
@@ -149,7 +161,10 @@ class PahoLink:
             client.connect_async(
                 url.host, url.port, keepalive=self._keepalive, clean_start=False, properties=props
             )
-        client.loop_start()
+        if self._driver is not None:
+            self._driver.start()
+        else:
+            client.loop_start()
 
     async def close(self, *, session_end: bool) -> None:
         """Disconnect (``session_end``: ask the broker to drop the session) and join the thread."""
@@ -158,7 +173,10 @@ class PahoLink:
             props = _properties(PacketTypes.DISCONNECT)
             props.SessionExpiryInterval = 0
         self._client.disconnect(properties=props)
-        await asyncio.to_thread(self._client.loop_stop)
+        if self._driver is not None:
+            await self._driver.close()
+        else:
+            await asyncio.to_thread(self._client.loop_stop)
 
     def publish(self, topic: str, value: bytes, retain: bool, props: Properties | None) -> int:
         """Queue a QoS 1 publish; return its message id (PUBACK comes as ``acked``)."""
@@ -195,7 +213,10 @@ class PahoLink:
     # -- network thread -> loop --------------------------------------------------
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
-        """Called on paho's thread: queue ``fn(*args)`` for the loop thread."""
+        """Called where paho calls back: ``fn(*args)`` now on the loop, else queued for it."""
+        if self._driver is not None and threading.get_ident() == self._loop_thread:
+            fn(*args)
+            return
         self._inbox.append((fn, args))
         if not self._drain_scheduled:
             self._drain_scheduled = True
@@ -265,6 +286,8 @@ class PahoLink:
         if reason.is_failure:
             self._events.refused(str(reason), _error(f"connect to {self._url.safe}", reason))
         else:
+            if self._driver is not None:
+                self._driver.connected()
             self._events.connected(session_present, getattr(props, "MaximumPacketSize", None))
 
     def _acked(self, mid: int, reason: ReasonCode) -> None:

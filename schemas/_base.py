@@ -156,6 +156,8 @@ class _Wrong(Exception):
 
 
 def _coerce(kind: Any, value: Any) -> Any:
+    if type(value) is kind:  # the common case, without the isinstance chain (bool is not int)
+        return value
     if kind is str:
         if not isinstance(value, str):
             raise _Wrong(f"expected str, got {type(value).__name__}")

@@ -213,3 +213,50 @@ async def test_mqtt_overlapping_subscriptions_each_get_exactly_their_messages(
         assert [r.value for r in await drain(shared, 2)] == [b"2", b"3"]
         for sub in (everything, x_only, shared):
             assert await sub.get(0.2) is None
+
+
+async def test_mqtt_buses_share_the_loop_not_a_thread_each(mqtt_url: str) -> None:
+    # A simulator process holds up to 250 devices, one bus each: no thread per device.
+    import threading
+
+    first = MqttBus(mqtt_url)
+    await first.start()  # connecting may start the loop's few shared worker threads
+    before = threading.active_count()
+    buses = [MqttBus(mqtt_url) for _ in range(12)]
+    for bus in buses:
+        await bus.start()
+    grown = threading.active_count() - before
+    topic = unique() + "/loop"
+    sub = await buses[0].subscribe([topic])
+    await buses[-1].publish(topic, b"x")
+    got = await sub.get(5)
+    for bus in [first, *buses]:
+        await bus.stop()
+    assert got is not None and got.value == b"x"
+    assert grown < 6, f"{grown} more threads for 12 more buses"
+
+
+async def test_mqtt_notices_a_silent_broker_through_keepalive(
+    private_mosquitto: tuple[int, list[subprocess.Popen[bytes]]],
+) -> None:
+    # A frozen broker keeps the socket open: only unanswered PINGREQs tell the link is dead.
+    import signal
+
+    port, procs = private_mosquitto
+    bus = MqttBus(f"mqtt://127.0.0.1:{port}", keepalive=1, reconnect_delay=(0.05, 0.2))
+    await bus.start()
+    await asyncio.sleep(1.5)
+    assert bus.connected  # idle for longer than the keepalive: pings keep it up
+    procs[0].send_signal(signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 6
+        while bus.connected and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not bus.connected
+    finally:
+        procs[0].send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while not bus.connected and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert bus.connected  # and it came back once the broker answered again
+    await bus.stop()
