@@ -113,8 +113,9 @@ def available_bytes() -> float | None:
 def round_rows(models: list[str], devices: list[int], refs: dict[str, float],
                synthetic: bool = True) -> list[Row]:  # fmt: skip
     """End-to-end rounds per (model, devices): wall time, MB/s, peak RSS."""
-    from bench.rounds import params_of, run_rounds
+    from bench.rounds import params_of, register_models, run_rounds
 
+    register_models()
     rows: list[Row] = []
     kind = "synthetic" if synthetic else "training"
     for model in models:
