@@ -1,8 +1,10 @@
 """A device population sharded over worker processes, so one machine runs thousands.
 
 Why processes: each simulated device holds its own MQTT session (a paho client:
-one TCP socket plus a socket pair to wake its network thread, three descriptors),
-and paho's ``select()`` fails on any descriptor numbered 1024 or more. A shard
+one TCP socket plus paho's wake-up socket pair, three descriptors), a process's
+descriptor limit is commonly 1024 (the soft ``ulimit -n``), and paho's threaded
+client (``network_thread``) uses ``select()``, which fails on any descriptor
+numbered 1024 or more. A shard
 keeps at most :data:`MAX_DEVICES_PER_SHARD` devices with in-memory stores
 (``Population(storage="memory")``: no descriptor), so its descriptors stay
 under ~800; processes also spread the population over every core.
@@ -53,7 +55,7 @@ def shard_count(devices: int, requested: int, cores: int | None = None) -> int:
         raise ShardCapacityError(
             f"{devices} devices need at least {needed} worker processes of at most "
             f"{MAX_DEVICES_PER_SHARD} devices each (a device holds {DESCRIPTORS_PER_DEVICE} "
-            f"descriptors and paho's select() fails past descriptor 1024); got {requested}"
+            f"descriptors; processes are often limited to 1024); got {requested}"
         )
     return min(requested, devices)
 
