@@ -76,7 +76,12 @@ def stack_rows(quick: bool, refs: dict[str, float], population: bool) -> list[Ro
             if population:
                 small, large = (30, 100) if quick else (100, 1_000)
                 say(f"population memory at {small} and {large} devices")
-                mb, base, runs = per_device(mqtt, small, large, Path(tmp) / "pop")
+                try:
+                    mb, base, runs = per_device(mqtt, small, large, Path(tmp) / "pop")
+                except Exception as exc:  # one failed row must not lose the table
+                    rows.append(Row("population RSS MB per device", "failed",
+                                    note=f"{type(exc).__name__}: {exc}"[:160]))  # fmt: skip
+                    return rows
                 rows.append(Row(
                     "population RSS MB per device", f"{mb:.2f}",
                     f"{base:.0f} MB per worker process",
@@ -247,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += _echoed(stack_rows(args.quick, refs, "population" in sections))
     for name in SECTIONS[2:]:
         if name in sections:
-            rows += _echoed(runs[name]())
+            try:
+                rows += _echoed(runs[name]())
+            except Exception as exc:  # one failed section must not lose the table
+                rows += _echoed([Row(name, "failed", note=f"{type(exc).__name__}: {exc}"[:160])])
     print(render(rows), flush=True)
     return 0
 

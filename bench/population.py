@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.rounds import hospitals_for
+from flcore.signing import Signer
 from flsim.experiment import make_experiment
 from flsim.shards import MAX_DEVICES_PER_SHARD, ShardedPopulation
 
@@ -35,7 +36,11 @@ async def measure(mqtt_url: str, devices: int, workers: int, root: Path) -> Popu
     partitions = make_experiment(
         ["digits_mlp"], hospitals=h, devices_per_hospital=devices // h, alpha=0.5, seed=0
     ).partitions
-    population = ShardedPopulation.plan(partitions, mqtt_url, root, workers=workers)
+    # Devices pin a coordinator key; none publishes here, any key does.
+    key = Signer.from_seed(b"bench-population".ljust(32, b"\0")).trusted()
+    population = ShardedPopulation.plan(
+        partitions, mqtt_url, root, workers=workers, coordinator_key=key
+    )
     stop = asyncio.Event()
     began = time.perf_counter()
     job = asyncio.create_task(population.run(stop))
