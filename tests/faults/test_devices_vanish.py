@@ -79,7 +79,14 @@ async def _fates(federation: Federation) -> tuple[list[int], dict[tuple[int, str
     plane = await federation.plane()
     last = plane.final_states()
     closed = sorted(r for r, p in last.items() if p.state in ("done", "abandoned"))
-    assert all(last[r].state == "done" for r in closed), {r: last[r].reason for r in closed}
+    # With 30% dropout a hospital may keep too few of its admitted devices: the round is
+    # then abandoned "without quorum", as designed. Any other abandonment is a failure.
+    unexpected = {
+        r: (last[r].state, last[r].reason)
+        for r in closed
+        if last[r].state != "done" and "without quorum" not in last[r].reason
+    }
+    assert not unexpected, unexpected
     vanished: dict[tuple[int, str], set[str]] = defaultdict(set)
     for e in federation.roles["devices"].events("device.dropped"):
         if e.get("model") == MODEL:
