@@ -198,7 +198,6 @@ async def test_two_replicas_put_one_copy_of_a_version_through_the_broker(
                 i for i, s in enumerate(replicas) if KAFKA_MODEL_VERSIONS in s.forwarding
             )
             other = replicas[1 - forwarding]
-            assert other.stats["model_chunk"] == 0
 
             await stacks[forwarding].aclose()  # leaves the group: the other re-reads the topic
             async with asyncio.timeout(60):
