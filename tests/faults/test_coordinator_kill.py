@@ -5,15 +5,24 @@ from __future__ import annotations
 import asyncio
 
 from tests.faults.conftest import record_recovery
-from tests.faults.harness import Federation
+from tests.faults.harness import HOSPITALS, Federation
 
 
 async def test_coordinator_killed_mid_round_resumes_the_sequence(federation: Federation) -> None:
     # Training a round takes a millisecond or two here (sessions are reused); up to
     # 1500x slower stretches each round over a second or more, so the kill lands
     # inside one. The slowdown is seeded per device, so every round has slow devices.
-    federation.start(env={"devices": {"FL_MAX_SLOWDOWN": "1500"}})
-    await federation.wait_versions(2, timeout=120)  # the population is learnt by now
+    # The population is configured: goals learnt from check-ins move from round to
+    # round when slow devices spend whole rounds training (they do not check in then),
+    # and a restarted coordinator re-learns them from the check-ins after its committed
+    # offset, so goals are no measure of what the restart kept.
+    federation.start(
+        env={
+            "devices": {"FL_MAX_SLOWDOWN": "1500"},
+            "coordinator": {"FL_POPULATION": ",".join(f"{h}=4" for h in HOSPITALS)},
+        }
+    )
+    await federation.wait_versions(2, timeout=120)
     coordinator = federation.roles["coordinator"]
     await federation.wait_open_round(3, timeout=60)
     await asyncio.sleep(0.3)  # devices are admitted and training
@@ -40,9 +49,4 @@ async def test_coordinator_killed_mid_round_resumes_the_sequence(federation: Fed
     opened_ids = [p.round_id for p in plane.plans() if p.state == "selecting"]
     assert opened_ids == sorted(set(opened_ids)), f"round ids reused: {opened_ids}"
 
-    before = next(p for p in plane.plans() if p.round_id == open_round)
-    after = next(p for p in plane.plans() if p.round_id > open_round)
-    assert sum(after.targets) >= sum(before.targets), (
-        f"population forgotten: goals {before.targets} before the kill, {after.targets} after"
-    )
     assert coordinator.exits == [-9] and coordinator.alive, coordinator.tail()
