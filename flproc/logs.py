@@ -35,7 +35,10 @@ def configure_logging(log_format: str = "json", log_level: str = "info") -> None
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[log_level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write per line (message and newline together): print() writes them
+        # separately, and processes sharing one log (a role's device shards) then
+        # interleaved their lines, two JSON objects on one line, one event lost.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     quiet = log_format != "json" and log_level.lower() != "debug"
