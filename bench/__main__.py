@@ -94,14 +94,17 @@ def stack_rows(quick: bool, refs: dict[str, float], population: bool) -> list[Ro
 
 
 # The simulator's peak resident memory, measured by the rounds rows (docs/scaling.md):
-# ~230 MB per device process of up to 250 devices, then per device ~0.25 MB plus ~23 bytes
-# per model parameter (the version, the update and its chunks in flight at once).
+# ~230 MB per device process (at most MAX_DEVICES_PER_SHARD devices), then per device
+# ~0.25 MB plus ~23 bytes per model parameter (the version, the update and its chunks
+# in flight at once).
 PROCESS_BYTES, DEVICE_BYTES, PARAM_BYTES = 230e6, 0.25e6, 23.0
 
 
 def simulator_bytes(params: int, devices: int) -> float:
     """Peak resident memory ``devices`` simulated devices of a ``params`` model need."""
-    processes = -(-devices // 250)
+    from flsim.shards import MAX_DEVICES_PER_SHARD
+
+    processes = -(-devices // MAX_DEVICES_PER_SHARD)
     return processes * PROCESS_BYTES + devices * (DEVICE_BYTES + PARAM_BYTES * params)
 
 
